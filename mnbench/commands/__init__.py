@@ -1,0 +1,5 @@
+"""The subcommands, in the order ``mnbench --help`` lists them."""
+
+from .models import info, models
+
+COMMANDS = [models, info]

@@ -1,0 +1,27 @@
+"""Shared test helpers."""
+
+import numpy as np
+
+
+def randomize(model, seed=0, scale=0.1):
+    """Give every weight a random value (BatchNorm variances stay positive), so comparisons mean something."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        values = []
+        for weight, value in zip(layer.weights, layer.get_weights()):
+            noise = rng.normal(0.0, scale, value.shape).astype(value.dtype)
+            if "variance" in weight.path:
+                noise = 1.0 + np.abs(noise)
+            elif "gamma" in weight.path:
+                noise = 1.0 + noise
+            values.append(noise)
+        if values:
+            layer.set_weights(values)
+    return model
+
+
+def images(version, count=2, resolution=224, seed=1):
+    """Inputs in the range each version's model expects."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.0, 1.0, (count, resolution, resolution, 3)).astype("float32")
+    return x * 255.0 if version.startswith("v3") else x * 2.0 - 1.0
