@@ -1,45 +1,23 @@
-"""Keep TensorFlow's start-up logging off the user's terminal. Import this before tensorflow or keras.
+"""Import TensorFlow and Keras without their start-up notices. Import this module before either.
 
-TensorFlow writes its CUDA/oneDNN notices straight to file descriptor 2 before its logging is configured, so
-``TF_CPP_MIN_LOG_LEVEL`` alone does not silence them: the first import runs with fd 2 pointed at a temporary
-file, which is replayed if the import fails.
+TensorFlow writes CUDA/oneDNN notices to file descriptor 2 before its logging is configured, so
+``TF_CPP_MIN_LOG_LEVEL`` alone does not silence them.
 """
 
 import logging
 import os
 import sys
-import tempfile
+
+from mnbench.quiet import captured
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # bit-stable float results from run to run
 
-
-def _import_tensorflow_quietly() -> None:
-    if "tensorflow" in sys.modules:
-        return
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):
+if "tensorflow" not in sys.modules:
+    with captured((2,)):
         import tensorflow  # noqa: F401
-        return
-    sys.stderr.flush()
-    saved = os.dup(fd)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), fd)
-        try:
-            import tensorflow  # noqa: F401
-            import keras  # noqa: F401
-        except BaseException:
-            os.dup2(saved, fd)
-            captured.seek(0)
-            sys.stderr.write(captured.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, fd)
-            os.close(saved)
+        import keras  # noqa: F401
 
-
-_import_tensorflow_quietly()
 logging.getLogger("tensorflow").setLevel(logging.ERROR)
 logging.getLogger("absl").setLevel(logging.ERROR)

@@ -1,5 +1,6 @@
 """The subcommands, in the order ``mnbench --help`` lists them."""
 
+from .export import export, inspect
 from .models import info, models
 
-COMMANDS = [models, info]
+COMMANDS = [models, info, export, inspect]

@@ -1,0 +1,180 @@
+"""Read and annotate .tflite files: embedded configuration, operators, tensor types, delegation.
+
+Uses the flatbuffer schema shipped with ai-edge-litert; no TensorFlow import.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from mnbench.errors import MnbenchError
+
+METADATA_KEY = "mnbench"
+
+
+class ModelFileError(MnbenchError):
+    """A file that is missing or is not a readable .tflite model."""
+
+
+def _schema():
+    from ai_edge_litert import schema_py_generated as schema
+
+    return schema
+
+
+def _enum_names(enum_class) -> dict[int, str]:
+    return {v: k for k, v in vars(enum_class).items() if not k.startswith("_")}
+
+
+def read_bytes(path: Path) -> bytes:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file {path} does not exist")
+    data = path.read_bytes()
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ModelFileError(f"{path} is not a .tflite model (no TFL3 identifier)")
+    return data
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def embed_metadata(model: bytes, payload: dict) -> bytes:
+    """Return ``model`` with ``payload`` (JSON) stored as flatbuffer metadata under ``METADATA_KEY``."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    schema = _schema()
+    tree = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(json.dumps(payload, sort_keys=True).encode(), dtype=np.uint8)
+    tree.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name = METADATA_KEY
+    entry.buffer = len(tree.buffers) - 1
+    tree.metadata = [m for m in (tree.metadata or []) if m.name != METADATA_KEY.encode()] + [entry]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(tree))
+
+
+def _model(data: bytes):
+    schema = _schema()
+    try:
+        return schema.Model.GetRootAsModel(data, 0)
+    except Exception as error:  # flatbuffers raises assorted errors on corrupt input
+        raise ModelFileError(f"corrupt .tflite model: {error}") from None
+
+
+def read_metadata(data: bytes) -> dict | None:
+    """The configuration mnbench embedded, or None for a model mnbench did not write."""
+    model = _model(data)
+    for index in range(model.MetadataLength()):
+        entry = model.Metadata(index)
+        if entry.Name() and entry.Name().decode() == METADATA_KEY:
+            raw = model.Buffers(entry.Buffer()).DataAsNumpy()
+            return json.loads(bytes(raw).decode())
+    return None
+
+
+def operators(data: bytes) -> list[dict]:
+    """Every operator of the main subgraph: name, output dtype, fused activation."""
+    schema = _schema()
+    ops, types = _enum_names(schema.BuiltinOperator), _enum_names(schema.TensorType)
+    model = _model(data)
+    try:
+        graph = model.Subgraphs(0)
+        result = []
+        for index in range(graph.OperatorsLength()):
+            op = graph.Operators(index)
+            code = model.OperatorCodes(op.OpcodeIndex())
+            name = ops.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
+            outputs = [graph.Tensors(op.Outputs(i)) for i in range(op.OutputsLength())]
+            result.append({"index": index, "op": name,
+                           "output_type": types.get(outputs[0].Type(), "?") if outputs else None})
+        return result
+    except Exception as error:
+        raise ModelFileError(f"corrupt .tflite model: {error}") from None
+
+
+def op_histogram(ops: list[dict]) -> dict[str, int]:
+    counts = collections.Counter(f"{op['op']}:{op['output_type']}" for op in ops)
+    return dict(sorted(counts.items()))
+
+
+def float_ops(ops: list[dict]) -> list[str]:
+    """Compute operators whose output stays float (the islands an int8 model should not have)."""
+    boundary = {"QUANTIZE", "DEQUANTIZE"}
+    return [f"{op['index']}:{op['op']}" for op in ops
+            if op["output_type"] in ("FLOAT32", "FLOAT16") and op["op"] not in boundary]
+
+
+def tensor_details(interpreter, which: str) -> list[dict]:
+    details = interpreter.get_input_details() if which == "input" else interpreter.get_output_details()
+    result = []
+    for d in details:
+        scale, zero = d["quantization"]
+        result.append({"name": d["name"], "dtype": np.dtype(d["dtype"]).name, "shape": [int(s) for s in d["shape"]],
+                       "scale": float(scale) if scale else None, "zero_point": int(zero) if scale else None})
+    return result
+
+
+def delegation(interpreter) -> dict:
+    """XNNPACK partitions and the operators the runtime keeps outside them, after ``allocate_tensors``.
+
+    ``_get_ops_details()`` lists the original operators followed by one DELEGATE node per partition. An
+    original operator runs outside the delegate when none of its outputs comes out of a DELEGATE node and
+    every output is consumed by a DELEGATE node, by another outside operator, or is a model output.
+    """
+    details = interpreter._get_ops_details()
+    delegates = [d for d in details if d["op_name"] == "DELEGATE"]
+    original = [d for d in details if d["op_name"] != "DELEGATE"]
+    delegate_outputs = {int(t) for d in delegates for t in d["outputs"]}
+    model_outputs = {int(d["index"]) for d in interpreter.get_output_details()}
+    consumed_by_delegate = {int(t) for d in delegates for t in d["inputs"]}
+    outside, live = [], set(model_outputs) | consumed_by_delegate
+    for op in reversed(original):
+        outputs = {int(t) for t in op["outputs"]}
+        if outputs & delegate_outputs or not delegates:
+            continue
+        if outputs and outputs <= live:
+            outside.append(op["op_name"])
+            live |= {int(t) for t in op["inputs"]}
+    if not delegates:
+        outside = [op["op_name"] for op in original]
+    return {"partitions": len(delegates), "ops_outside_delegate": dict(collections.Counter(outside)),
+            "nodes": len(original)}
+
+
+def describe(path: Path, with_delegation: bool = True) -> dict:
+    """Everything ``mnbench inspect`` shows about one model file."""
+    data = read_bytes(path)
+    ops = operators(data)
+    info = {"file": str(path), "size_bytes": len(data), "sha256": sha256(data),
+            "embedded": read_metadata(data), "op_histogram": op_histogram(ops), "float_ops": float_ops(ops),
+            "operators": len(ops)}
+    interpreter = open_interpreter(data)
+    info["inputs"], info["outputs"] = tensor_details(interpreter, "input"), tensor_details(interpreter, "output")
+    info["tensor_types"] = dict(collections.Counter(np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()))
+    if with_delegation:
+        info["delegation"] = delegation(interpreter)
+    return info
+
+
+def open_interpreter(data: bytes, num_threads: int = 1, preserve_all_tensors: bool = False):
+    """A LiteRT interpreter (default XNNPACK delegate) with tensors allocated, its notices silenced."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from mnbench.quiet import captured
+
+    try:
+        with captured():
+            interpreter = Interpreter(model_content=data, num_threads=num_threads,
+                                      experimental_preserve_all_tensors=preserve_all_tensors)
+            interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as error:
+        raise ModelFileError(f"LiteRT cannot load the model: {' '.join(str(error).split())}") from None
+    return interpreter

@@ -1,0 +1,109 @@
+"""``mnbench export`` and ``mnbench inspect``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..cli import VERSIONS, echo_json, parse_knobs
+from ..table import format_table
+from .models import config_options
+
+QUANTS = ("fp32", "fp16", "dynamic", "int8")
+
+
+@click.command()
+@click.option("--version", "versions", type=click.Choice(VERSIONS), multiple=True, required=True,
+              help="MobileNet version (repeat for several).")
+@click.option("--quant", "quants", type=click.Choice(QUANTS + ("all",)), multiple=True, default=("fp32",),
+              show_default=True, help="Quantization (repeat, or 'all').")
+@config_options
+@click.option("--classes", "num_classes", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Classifier outputs (must match --weights).")
+@click.option("--weights", type=click.Path(path_type=Path), help="Keras weights file (ours or keras.applications').")
+@click.option("--calib-dir", type=click.Path(path_type=Path),
+              help="Folder of JPEG/PNG images (recursive). Default: photographs shipped in scikit-image.")
+@click.option("--calib-samples", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Calibration (and verification) images.")
+@click.option("--io", "io_type", type=click.Choice(["int8", "uint8", "float"]), default="int8", show_default=True,
+              help="Input/output type of int8 models.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("results/models"),
+              show_default=True, help="Output folder.")
+@click.option("--force", is_flag=True, help="Rebuild even if an up-to-date model exists.")
+@click.option("--no-verify", is_flag=True, help="Skip the comparison with the Keras model.")
+@click.option("--json", "as_json", is_flag=True, help="Print the sidecars as a JSON array.")
+def export(versions, quants, alpha, resolution, knobs, num_classes, weights, calib_dir, calib_samples, io_type, out_dir, force,
+           no_verify, as_json) -> None:
+    """Convert MobileNets to LiteRT models, calibrated on real images and verified against Keras."""
+    from mobilenets_tf import configure
+
+    from export.pipeline import ExportRequest, export as export_one
+    from export.quantization import IoType, Quant
+
+    modes = QUANTS if "all" in quants else tuple(dict.fromkeys(quants))
+    knob_values = parse_knobs(knobs)
+    requests = [ExportRequest(configure(v, alpha, resolution, num_classes, knobs=knob_values), Quant(q), IoType(io_type),
+                              weights, calib_dir, calib_samples, not no_verify)
+                for v in dict.fromkeys(versions) for q in modes]
+    results = []
+    with _progress(requests, as_json) as bar:
+        for request in bar:
+            results.append(export_one(request, out_dir, force))
+    if as_json:
+        echo_json(results)
+        return
+    click.echo(format_table(["model", "size MB", "seconds", "fidelity vs Keras", "partitions", "status"],
+                            [[r["file"], r["size_bytes"] / 1e6, r["export_seconds"], _fidelity(r),
+                              r["delegation"]["partitions"], "cached" if r["cached"] else "built"] for r in results]))
+    click.echo(f"\nwritten to {out_dir}/ (a .json sidecar beside each model); "
+               f"calibration: {results[0]['calibration']['source'] if results[0]['calibration'] else 'none'}")
+
+
+def _progress(items, quiet):
+    from tqdm import tqdm
+
+    return tqdm(items, desc="export", unit="model", disable=quiet or len(items) < 2, leave=False)
+
+
+def _fidelity(record: dict) -> str:
+    check = record.get("verification")
+    if not check:
+        return "not verified"
+    if record["quant"] == "fp32":
+        return f"max|diff| {check['outputs']['max_abs_diff']:.1e}"
+    measure = check.get("logits", check["outputs"])
+    return f"top1 {measure['top1_agreement']:.2f} cos {measure['cosine']:.3f} SQNR {measure['sqnr_db']:.1f} dB"
+
+
+@click.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def inspect(model: Path, as_json: bool) -> None:
+    """What a .tflite model contains: its configuration, operators, tensor types and delegation."""
+    from export.tflite_file import describe
+
+    info = describe(model)
+    if as_json:
+        echo_json(info)
+        return
+    embedded = info["embedded"]
+    click.echo(f"{model}  {info['size_bytes'] / 1e6:.2f} MB  sha256 {info['sha256'][:16]}")
+    if embedded:
+        config = embedded["config"]
+        click.echo(f"mnbench model: {config['version']} alpha={config['alpha']:g} resolution={config['resolution']} "
+                   f"classes={config['num_classes']} quant={embedded['quant']} knobs={json.dumps(config['knobs'])}")
+        click.echo(f"weights: {embedded['weights']}")
+    else:
+        click.echo("not written by mnbench (no embedded configuration)")
+    for kind in ("inputs", "outputs"):
+        for t in info[kind]:
+            quant = f" scale={t['scale']:.6g} zero_point={t['zero_point']}" if t["scale"] else ""
+            click.echo(f"{kind[:-1]}: {t['name']} {t['dtype']} {t['shape']}{quant}")
+    click.echo("")
+    click.echo(format_table(["operator:output type", "count"], sorted(info["op_histogram"].items())))
+    deleg = info["delegation"]
+    outside = ", ".join(f"{k} x{v}" for k, v in deleg["ops_outside_delegate"].items()) or "none"
+    click.echo(f"\nXNNPACK: {deleg['partitions']} partition(s); operators left outside: {outside}")
+    click.echo(f"tensor types: {info['tensor_types']}")
