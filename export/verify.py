@@ -73,13 +73,13 @@ def keras_reference(model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray |
     return model.predict(images, batch_size=16, verbose=0), None
 
 
-def verify(data: bytes, model, images: np.ndarray, quant: Quant) -> dict:
-    """Compare the exported model with the Keras ``model`` on ``images``.
+def verify(data: bytes, keras_outputs: tuple, images: np.ndarray, quant: Quant) -> dict:
+    """Compare the exported model with the Keras outputs (``keras_reference``) on ``images``.
 
     Raises:
         ExportError: a float32 model whose outputs differ from Keras by more than 1e-4.
     """
-    reference, reference_logits = keras_reference(model, images)
+    reference, reference_logits = keras_outputs
     outputs, logits = run_tflite(data, images)
     metrics = {"outputs": compare(reference, outputs)}
     if logits is not None and reference_logits is not None:

@@ -86,7 +86,7 @@ def set_batchnorm_statistics(model, images: np.ndarray) -> None:
     saved = [l.momentum for l in layers]
     for layer in layers:
         layer.momentum = 0.0
-    batch = images[: min(len(images), 32)]
+    batch = images[: min(len(images), 16)]
     model(batch, training=True)
     for layer, momentum in zip(layers, saved):
         layer.momentum = momentum

@@ -25,7 +25,7 @@ QUANTS = ("fp32", "fp16", "dynamic", "int8")
 @click.option("--weights", type=click.Path(path_type=Path), help="Keras weights file (ours or keras.applications').")
 @click.option("--calib-dir", type=click.Path(path_type=Path),
               help="Folder of JPEG/PNG images (recursive). Default: photographs shipped in scikit-image.")
-@click.option("--calib-samples", type=click.IntRange(min=1), default=100, show_default=True,
+@click.option("--calib-samples", type=click.IntRange(min=1), default=64, show_default=True,
               help="Calibration (and verification) images.")
 @click.option("--io", "io_type", type=click.Choice(["int8", "uint8", "float"]), default="int8", show_default=True,
               help="Input/output type of int8 models.")
@@ -39,7 +39,7 @@ def export(versions, quants, alpha, resolution, knobs, num_classes, weights, cal
     """Convert MobileNets to LiteRT models, calibrated on real images and verified against Keras."""
     from mobilenets_tf import configure
 
-    from export.pipeline import ExportRequest, export as export_one
+    from export.pipeline import ExportRequest, export_many
     from export.quantization import IoType, Quant
 
     modes = QUANTS if "all" in quants else tuple(dict.fromkeys(quants))
@@ -47,10 +47,8 @@ def export(versions, quants, alpha, resolution, knobs, num_classes, weights, cal
     requests = [ExportRequest(configure(v, alpha, resolution, num_classes, knobs=knob_values), Quant(q), IoType(io_type),
                               weights, calib_dir, calib_samples, not no_verify)
                 for v in dict.fromkeys(versions) for q in modes]
-    results = []
-    with _progress(requests, as_json) as bar:
-        for request in bar:
-            results.append(export_one(request, out_dir, force))
+    with _progress(len(requests), as_json) as bar:
+        results = export_many(requests, out_dir, force, on_done=lambda record: bar.update())
     if as_json:
         echo_json(results)
         return
@@ -61,10 +59,10 @@ def export(versions, quants, alpha, resolution, knobs, num_classes, weights, cal
                f"calibration: {results[0]['calibration']['source'] if results[0]['calibration'] else 'none'}")
 
 
-def _progress(items, quiet):
+def _progress(total: int, quiet: bool):
     from tqdm import tqdm
 
-    return tqdm(items, desc="export", unit="model", disable=quiet or len(items) < 2, leave=False)
+    return tqdm(total=total, desc="export", unit="model", disable=quiet or total < 2, leave=False)
 
 
 def _fidelity(record: dict) -> str:
