@@ -1,0 +1,420 @@
+"""Turn the text output of TFLite/LiteRT ``benchmark_model`` into result rows.
+
+Output eras (as in ``shared/fixtures/benchmark_logs/SOURCES.md``): ``A`` ends with ``Average inference
+timings in us: Warmup:, Init:, no stats:`` (TF 1.x); ``B`` with ``Inference timings in us: Init:, First
+inference:, Warmup (avg):, Inference (avg):`` and ``Peak memory footprint (MB)`` (TF ~2.2-2.6); ``C`` says
+``Memory footprint delta from the start of the tool (MB)`` and later adds ``INFO:`` prefixes and ``p5=
+median= p95=``; ``D`` (LiteRT ``litert/tools``) ends with a millisecond ``BENCHMARK RESULTS`` block.
+
+Figures are copied from the text (ms times 1000); what the text does not say is ``None``. If the text
+stops inside its last line, that line's last word is dropped when it holds a digit (it may be cut short).
+``init_us``, ``first_us``, ``warmup_avg_us``, ``avg_us`` come from the summary line or LiteRT block, else
+from the ``count=`` lines; ``std_us`` to ``p95_us`` and ``count`` come from the timed ``count=`` line.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from decimal import Decimal
+from typing import NamedTuple
+
+from device_bench.op_profile import parse_op_profile
+from mnbench.errors import ToolOutputParseError
+
+ROW_KEYS = (
+    "status", "error", "init_us", "first_us", "warmup_avg_us", "avg_us", "std_us", "min_us", "max_us",
+    "median_us", "p5_us", "p95_us", "count", "warmup_count", "mem_init_mb", "mem_overall_mb", "mem_peak_mb",
+    "num_threads", "graph", "delegate_nodes", "total_nodes", "partitions", "delegates", "op_profile",
+    "op_profile_nodes", "tool_format", "warnings",
+)
+
+_NUMBER_RE = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_LEVELS = {"I": "INFO", "W": "WARNING", "WARN": "WARNING", "E": "ERROR", "F": "FATAL", "V": "VERBOSE"}
+_PREFIX_RES = (
+    re.compile(r"(?P<level>INFO|VERBOSE|WARNING|WARN|ERROR|FATAL): ?"),
+    re.compile(r"(?P<level>[IWEFV])\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+:\d+\] ?"),  # absl
+    re.compile(r"\d\d-\d\d [\d:.]+\s+\d+\s+\d+\s+(?P<level>[VIWEF])\s+(?P<tag>[^:]*?)\s*: ?"),  # logcat
+    re.compile(r"(?P<level>[VIWEF])/(?P<tag>[^(:]*?)\s*\(\s*\d+\): ?"),  # logcat -v brief
+    re.compile(r"\[[^\]\s]+:\d+\] ?"),  # LiteRT's [file:line] tag
+)
+_TOOL_TAGS = ("tflite", "litert")  # logcat tags of the tool; other apps' lines are noise
+_TOOL_LINE_RE = re.compile(
+    r"STARTING!|(?:count|curr)=\d|Running benchmark for|Initialized session in|(?:Average )?[Ii]nference"
+    r" timings|Loaded model |Loading model from:|Graph: \[|Num threads: \[|(?:Operator-wise )?Profiling Info"
+    r" for|=+ (?:Run Order|Summary by node type|BENCHMARK RESULTS) =+|Benchmarking failed"
+    r"|Peak memory footprint \(MB\)|Memory footprint delta")
+_RUNNING_RE = re.compile(r"Running benchmark for (?:at least |max )?\d+ iterations")
+_STAT_RE = re.compile(r"(?:count|curr)=")
+_FULL_STAT_ENDS = {"first": "std", "p5": "p95"}  # a whole count= line with the key has its partner
+_SUMMARY_RE = re.compile(r"(?P<old>Average )?[Ii]nference timings in us:(?P<rest>.*)")
+_SUMMARY_KEYS = {"init": "init_us", "first inference": "first_us", "warmup (avg)": "warmup_avg_us",
+                 "warmup": "warmup_avg_us", "inference (avg)": "avg_us", "inference": "avg_us",
+                 "no stats": "avg_us"}
+_LITERT_FIELD_RE = re.compile(
+    r"(?P<key>[A-Za-z][A-Za-z ()]*?):\s+(?P<value>\S+)(?: ms| MB)?(?: \((?P<runs>\d+) runs\))?$")
+_LITERT_KEYS = {  # times in ms, "Inference (std)" too although it prints no unit
+    "Model initialization": "init_us", "Warmup (first)": "first_us", "Warmup (avg)": "warmup_avg_us",
+    "Inference (avg)": "avg_us", "Inference (min)": "min_us", "Inference (max)": "max_us",
+    "Inference (std)": "std_us", "Init footprint": "mem_init_mb", "Overall footprint": "mem_overall_mb",
+    "Peak memory": "mem_peak_mb"}
+_SESSION_RE = re.compile(r"Initialized session in (?P<ms>\S+?)ms\.?$")
+_MEMORY_RE = re.compile(
+    r"(?P<kind>Peak memory footprint|Memory footprint delta from the start of the tool) \(MB\):(?P<rest>.*)")
+_PEAK_RE = re.compile(r"Overall peak memory footprint \(MB\) via periodic monitoring: (?P<value>\S+)")
+_PARAM_RES = {"num_threads": re.compile(r"(?:Num threads|#threads used for CPU inference): \[(-?\d+)\]$"),
+              "graph": re.compile(r"Graph: \[(.+)\]$|(?:Loaded model|Loading model from:) (.+)$")}
+_LITERT_MARK_RE = re.compile(r"BENCHMARK RESULTS|benchmark_litert_model|LiteRT environment")
+_REPLACING_RE = re.compile(
+    r"Replacing (?P<nodes>\d+) (?:out of (?P<total>\d+) )?node\(s\) with delegate \((?P<name>[^)]*)\) node"
+    r"(?:, yielding (?P<parts>\d+) partitions?)?(?: for (?:subgraph (?P<subgraph>\d+)|the whole graph))?")
+_EXPLICIT_RE = re.compile(r"Explicitly applied (?P<name>\S+) delegate, and the model graph will be "
+                          r"(?P<how>\w+) executed by the delegate(?: w/ (?P<kernels>\d+) delegate kernels)?")
+_UNUSED_RE = re.compile(r"Though (?P<name>\S+) delegate is explicitly applied, the model graph will not be")
+_XNNPACK_CREATED = "Created TensorFlow Lite XNNPACK delegate for CPU."
+_DEFAULT_FAILED = "Ignoring failed application of the default TensorFlow Lite delegate"
+_DELEGATE_ALIASES = {"TfLiteXNNPackDelegate": "XNNPACK", "TfLiteNnapiDelegate": "NNAPI",
+                     "TfLiteGpuDelegate": "GPU", "TfLiteGpuDelegateV2": "GPU",
+                     "TfLiteHexagonDelegate": "HEXAGON", "Hexagon": "HEXAGON"}
+_CRASH_RE = re.compile(
+    r"\b(?:Segmentation fault|Bus error|Illegal instruction|Aborted|Floating point exception)\b|^Killed\b"
+    r"|Fatal signal \d+ \(\w+\)|terminate called after throwing.*|CANNOT LINK EXECUTABLE.*")
+_BENCH_FAILED_RE = re.compile(r"Benchmarking failed\.?$")
+_DELEGATE_FAILED_RE = re.compile(r"Failed to apply \S+ delegate\.?$")
+_CAUSE_RE = re.compile(
+    r"Failed to |Could not |Unable to |Disallowed CPU fallback|.*failed to (?:prepare|invoke)")
+_NOISE = "All log messages before absl::InitializeLog() is called"
+
+
+class _Line(NamedTuple):
+    level: str | None  # INFO, WARNING, ERROR, ... from a log prefix; None for bare tool or shell output
+    text: str  # the line without log prefixes and outer whitespace
+    cut: bool  # the text ends inside this line
+
+
+def split_runs(text: str) -> list[str]:
+    """Split a log into its ``benchmark_model`` invocations.
+
+    Each invocation starts at the tool's ``STARTING!`` banner (with its ``INFO:`` prefix; a shell command
+    glued in front of the banner is left out). Text before the first banner is kept as a run of its own only
+    when it holds tool output, as in an excerpt that begins mid-run; shell noise is dropped.
+
+    Args:
+        text: the captured output, possibly of several invocations.
+
+    Returns:
+        The text of each invocation, in order; empty when there is no tool output.
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    starts = [_run_start(text, match.start()) for match in re.finditer("STARTING!", text)]
+    bounds = starts + [len(text)]
+    head, runs = text[:bounds[0]], [text[start:end] for start, end in zip(bounds, bounds[1:])]
+    return ([head] if _has_tool_output(_lines(head)[0]) else []) + runs
+
+
+def parse_log(text: str) -> list[dict]:
+    """Parse every invocation in a captured log.
+
+    Args:
+        text: the output of one or more ``benchmark_model`` invocations, with any surrounding noise.
+
+    Returns:
+        One row per invocation (see :func:`parse_run`).
+
+    Raises:
+        ToolOutputParseError: the text holds no ``benchmark_model`` output at all.
+    """
+    runs = split_runs(text)
+    if not runs:
+        raise ToolOutputParseError(f"no benchmark_model output in the text: {text.strip()[:80]!r}")
+    return [parse_run(run) for run in runs]
+
+
+def parse_run(text: str) -> dict:
+    """Parse the output of one ``benchmark_model`` invocation.
+
+    Args:
+        text: the invocation's output; log prefixes, CRLF and trailing spaces are tolerated.
+
+    Returns:
+        A dict with exactly the keys of :data:`ROW_KEYS`. ``status`` is ``"ok"`` only when the inference
+        average and the summary were printed and nothing failed; otherwise ``"failed"`` and ``error`` says
+        why (``"truncated: …"`` for a log that stops early). Figures the log does not give are ``None``.
+
+    Raises:
+        ToolOutputParseError: the text holds no ``benchmark_model`` output at all.
+    """
+    lines, warnings = _lines(text)
+    if not _has_tool_output(lines):
+        raise ToolOutputParseError(f"not benchmark_model output: {text.strip()[:80]!r}")
+    row = dict.fromkeys(ROW_KEYS)
+    row.update(_params(lines, warnings))
+    block = _litert_block(lines)
+    summary, summary_era = _summary_line(lines)
+    row.update(_timings(lines, _first(summary, block, {}), block or {}, warnings))
+    memory_era = _memory(lines, block or {}, row)
+    row.update(_delegation(lines, warnings))
+    error = _failure(lines, warnings)
+    row["op_profile"], row["op_profile_nodes"], profile_warnings = parse_op_profile(
+        [line.text for line in lines if not line.cut])
+    row["warnings"] = warnings + profile_warnings
+    row["tool_format"] = _tool_format(text, lines, summary_era or memory_era)
+    row["status"], row["error"] = _status(error, summary is not None or block is not None, row["avg_us"])
+    return row
+
+
+def _has_tool_output(lines: list[_Line]) -> bool:
+    return any(_TOOL_LINE_RE.match(line.text) for line in lines)
+
+
+def _run_start(text: str, banner_at: int) -> int:
+    line_start = text.rfind("\n", 0, banner_at) + 1
+    return line_start if not _strip_prefixes(text[line_start:banner_at])[1] else banner_at
+
+
+def _lines(text: str) -> tuple[list[_Line], list[str]]:
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    raw_lines = text.split("\n")
+    ends_mid_line = bool(text) and not text[-1].isspace()
+    lines, warnings = [], []
+    for index, raw in enumerate(raw_lines):
+        level, body = _strip_prefixes(raw)
+        cut = ends_mid_line and index == len(raw_lines) - 1
+        words = body.rsplit(None, 1)
+        if cut and words and any(char.isdigit() for char in words[-1]):
+            warnings.append(f"the text ends mid-line; ignored its possibly cut last word {words[-1]!r}")
+            body = words[0] if len(words) == 2 else ""
+        lines.append(_Line(level, body, cut))
+    return lines, warnings
+
+
+def _strip_prefixes(line: str) -> tuple[str | None, str]:
+    level, line = None, line.strip()
+    while match := next(filter(None, (prefix_re.match(line) for prefix_re in _PREFIX_RES)), None):
+        found = match.groupdict()
+        level = _LEVELS.get(found.get("level"), found.get("level")) or level
+        tag = found.get("tag")
+        if tag is not None and level != "FATAL" and not tag.lower().startswith(_TOOL_TAGS):
+            return level, ""  # another app's line; keep native crashes (F libc: Fatal signal)
+        line = line[match.end():].lstrip()
+    return level, line
+
+
+def _number(text: str | None) -> float | None:
+    value = float(text) if text and _NUMBER_RE.fullmatch(text) else None
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _ms_to_us(text: str | None) -> float | None:
+    return float(Decimal(text) * 1000) if _number(text) is not None else None
+
+
+def _first(*values):
+    return next((value for value in values if value is not None), None)
+
+
+def _int(value: str | float | None) -> int | None:
+    return int(value) if value is not None else None
+
+
+def _params(lines: list[_Line], warnings: list[str]) -> dict:
+    found = {}
+    for key, param_re in _PARAM_RES.items():  # a cut last line may hold half a path
+        matches = (param_re.match(line.text) for line in lines if not line.cut)
+        found[key] = next((_first(*match.groups()) for match in matches if match), None)
+    found["num_threads"] = _int(found["num_threads"])
+    warnings.extend(line.text for line in lines if line.text.startswith("Unconsumed cmdline flags:"))
+    return found
+
+
+def _timings(lines: list[_Line], top: dict, block: dict, warnings: list[str]) -> dict:
+    """Merge the summary (``top``: summary line or LiteRT block) with the ``count=`` lines."""
+    warmup, timed = _phase_stats(lines, warnings)
+    session_ms = next((match["ms"] for line in lines if (match := _SESSION_RE.match(line.text))), None)
+    found = {"init_us": _first(top.get("init_us"), _ms_to_us(session_ms)),
+             "first_us": _first(top.get("first_us"), warmup.get("first")),
+             "warmup_avg_us": _first(top.get("warmup_avg_us"), warmup.get("avg")),
+             "avg_us": top.get("avg_us")}
+    if found["avg_us"] is None and timed.get("avg") is not None:
+        found["avg_us"] = timed["avg"]
+        warnings.append("avg_us is the avg= of the timed count= line: the summary does not give it")
+    for key in ("std", "min", "max", "median", "p5", "p95"):
+        found[f"{key}_us"] = _first(timed.get(key), block.get(f"{key}_us"))
+    for key, stat in (("count", timed), ("warmup_count", warmup)):
+        found[key] = _int(_first(stat.get("count"), block.get(key)))
+    return found
+
+
+def _phase_stats(lines: list[_Line], warnings: list[str]) -> tuple[dict, dict]:
+    """Return the ``count=`` lines printed after the first (warmup) and second (timed) run banners."""
+    phases, found = 0, [None, None]
+    for line in lines:
+        phases += bool(_RUNNING_RE.match(line.text))
+        stat = _parse_stat(line, warnings)
+        if stat is not None and phases in (1, 2) and found[phases - 1] is None:
+            found[phases - 1] = stat
+        elif stat is not None:
+            warnings.append(f"count= line outside the warmup and timed runs ignored: {line.text[:120]}")
+    return found[0] or {}, found[1] or {}
+
+
+def _parse_stat(line: _Line, warnings: list[str]) -> dict | None:
+    if not _STAT_RE.match(line.text):
+        return None
+    pairs = [token.partition("=") for token in line.text.replace("(all same)", " all_same=1").split()]
+    cut_here = not (pairs[-1][1] and pairs[-1][2])  # a bare word or "key=" ends it: it was cut there
+    pairs = pairs[:-1] if cut_here else pairs
+    if any(not sep or not key.isidentifier() for key, sep, _ in pairs):
+        return None
+    keys = [key for key, _, _ in pairs]
+    values = {key: _number(value) for key, _, value in pairs}
+    if any(key in keys and end not in keys for key, end in _FULL_STAT_ENDS.items()) and not line.cut:
+        warnings.append(f"count= line is incomplete; ignored what may be cut: {line.text[:120]}")
+        if not cut_here:  # the last value itself may be cut short
+            values[keys[-1]] = None
+    values = {key: value for key, value in values.items() if value is not None}
+    if "count" not in values:
+        return None
+    if "first" not in keys and "curr" in values and ("all_same" in values or values["count"] == 1):
+        for key in ("first", "min", "max", "avg"):  # only curr= is printed when all runs took as long
+            values.setdefault(key, values["curr"])
+    return values
+
+
+def _summary_line(lines: list[_Line]) -> tuple[dict | None, str | None]:
+    for line in lines:
+        match = _SUMMARY_RE.match(line.text)
+        if match:
+            figures = {}
+            for piece in match["rest"].split(","):
+                key, _, value = piece.partition(":")
+                field, number = _SUMMARY_KEYS.get(key.strip().lower()), _number(value.strip())
+                if field and number is not None:
+                    figures.setdefault(field, number)
+            return figures, "A" if match["old"] else None
+    return None, None
+
+
+def _litert_block(lines: list[_Line]) -> dict | None:
+    texts = [line.text for line in lines]
+    start = next((at for at, text in enumerate(texts) if re.fullmatch(r"=+ BENCHMARK RESULTS =+", text)),
+                 None)
+    if start is None:
+        return None
+    figures = {}
+    for text in texts[start + 1:]:
+        if re.fullmatch(r"=+", text):
+            break
+        match = _LITERT_FIELD_RE.match(text)
+        field = _LITERT_KEYS.get(match["key"]) if match else None
+        if field is None or _number(match["value"]) is None:
+            continue
+        figures[field] = float(match["value"]) if field.endswith("_mb") else _ms_to_us(match["value"])
+        if match["runs"]:
+            figures["warmup_count" if field == "warmup_avg_us" else "count"] = int(match["runs"])
+    return figures
+
+
+def _memory(lines: list[_Line], block: dict, row: dict) -> str | None:
+    """Fill the ``mem_*_mb`` fields of ``row``; return the era ("B", "C") its wording shows, if any."""
+    era = None
+    for line in lines:
+        if match := _MEMORY_RE.match(line.text):
+            era = "B" if match["kind"].startswith("Peak") else "C"
+            pairs = dict(token.partition("=")[::2] for token in match["rest"].split())
+            row["mem_init_mb"] = _number(pairs.get("init"))
+            row["mem_overall_mb"] = _number(pairs.get("overall"))
+        elif match := _PEAK_RE.match(line.text):
+            row["mem_peak_mb"] = _number(match["value"])
+    for key in ("mem_init_mb", "mem_overall_mb", "mem_peak_mb"):
+        row[key] = _first(row[key], block.get(key))
+    return era
+
+
+def _delegation(lines: list[_Line], warnings: list[str]) -> dict:
+    """Find the delegates applied and how much of the graph they took, warning about CPU fallback."""
+    names, replaced, kernels = [], {}, None
+    for line in lines:
+        if match := _REPLACING_RE.match(line.text):
+            name = _DELEGATE_ALIASES.get(match["name"], match["name"])
+            counts = (int(match["nodes"]), _int(match["total"]), _int(match["parts"]))
+            replaced.setdefault(name, {})[match["subgraph"] or "0"] = counts
+        elif match := _EXPLICIT_RE.match(line.text):
+            name, kernels = match["name"], _int(match["kernels"])
+            if match["how"] != "completely":
+                detail = f" ({kernels} delegate kernels)" if kernels is not None else ""
+                warnings.append(f"{name} delegate: the model graph will be {match['how']} executed by the "
+                                f"delegate{detail}")
+        elif match := _UNUSED_RE.match(line.text):  # the delegate took nodes, then gave them back
+            name = _DELEGATE_ALIASES.get(match["name"], match["name"])
+            warnings.append(f"{name} delegate was applied but will not execute any node (CPU fallback)")
+            names, kernels = [known for known in names if known != name], 0
+            for subgraph, (_, total, _) in replaced.get(name, {}).items():
+                replaced[name][subgraph] = (0, total, 0)
+            continue
+        elif line.text == _XNNPACK_CREATED:
+            name = "XNNPACK"
+        elif line.text.startswith(_DEFAULT_FAILED):
+            warnings.append(line.text)
+            names = [known for known in names if known != "XNNPACK" or known in replaced]
+            continue
+        else:
+            continue
+        names += [name] if name not in names else []
+    return {"delegates": names, **_node_counts(replaced, kernels, warnings)}
+
+
+def _node_counts(replaced: dict, kernels: int | None, warnings: list[str]) -> dict:
+    """Sum the first delegate's ``Replacing`` lines over subgraphs; warn where it left nodes on the CPU."""
+    for name, subgraphs in replaced.items():
+        for subgraph, (nodes, total, _) in subgraphs.items():
+            if total is not None and nodes < total:
+                where = f" in subgraph {subgraph}" if len(subgraphs) > 1 else ""
+                warnings.append(f"delegate {name} applied to {nodes} of {total} nodes{where}; "
+                                "the rest run on CPU")
+    if not replaced:
+        return {"delegate_nodes": None, "total_nodes": None, "partitions": kernels}
+    primary = next(iter(replaced))
+    if len(replaced) > 1:
+        warnings.append(f"several delegates replaced nodes ({', '.join(replaced)}); "
+                        f"node counts are {primary}'s")
+    sums = [sum(column) if None not in column else None for column in zip(*replaced[primary].values())]
+    return {"delegate_nodes": sums[0], "total_nodes": sums[1], "partitions": _first(sums[2], kernels)}
+
+
+def _failure(lines: list[_Line], warnings: list[str]) -> str | None:
+    """Return why the run failed (a crash, a delegate failure, "Benchmarking failed"), or None."""
+    crash = next((match.group(0) for line in lines if line.level in (None, "FATAL")
+                  and (match := _CRASH_RE.search(line.text))), None)
+    fatal = next((line.text for line in lines if line.level == "FATAL"), None)
+    delegate = next((line.text for line in lines if _DELEGATE_FAILED_RE.match(line.text)), None)
+    error = _first(crash, fatal, delegate)
+    failed_at = next((index for index, line in enumerate(lines) if _BENCH_FAILED_RE.match(line.text)), None)
+    if error is None and failed_at is not None:
+        causes = [line.text for line in lines[:failed_at]
+                  if line.level in ("ERROR", "FATAL") or _CAUSE_RE.match(line.text)]
+        error = causes[-1] if causes else lines[failed_at].text
+    warnings.extend(f"{line.level}: {line.text}" for line in lines
+                    if line.level in ("ERROR", "WARNING") and line.text not in ("", error)
+                    and not _BENCH_FAILED_RE.match(line.text) and not line.text.startswith(_NOISE))
+    return error
+
+
+def _status(error: str | None, has_summary: bool, avg_us: float | None) -> tuple[str, str | None]:
+    if error is None and avg_us is None:
+        error = "no inference figures in the summary" if has_summary else "truncated: no inference figures"
+    elif error is None and not has_summary:
+        error = "truncated: no summary line"
+    return "ok" if error is None else "failed", error
+
+
+def _tool_format(text: str, lines: list[_Line], era: str | None) -> str | None:
+    """Name the output era (see the module docstring); None when the log does not show which one."""
+    if _LITERT_MARK_RE.search(text):
+        return "D"
+    if era == "A" or any(line.text.startswith(("resolved reporter", "Num runs: [")) for line in lines):
+        return "A"
+    if era is None and any((" p5=" in line.text and _STAT_RE.match(line.text))  # INFO: tool lines came in C
+                           or (line.level == "INFO" and _TOOL_LINE_RE.match(line.text)) for line in lines):
+        return "C"
+    return era

@@ -1,0 +1,304 @@
+"""Append-only results store shared by every benchmark target (host CPU, Android phones).
+
+Layout under ``root`` (default ``results/runs/``): ``<run_id>/rows.csv`` (one row per (model, target,
+threads, delegate), exactly ``COLUMNS`` in order; an empty field is missing, so '' is stored as missing),
+``<run_id>/samples.json`` (``{row_key(row): [latency_us, ...]}``, a row's ``samples_file`` is
+``samples.json#<key>``) and ``<run_id>/raw/<name>.txt`` (raw tool logs). A run is written into a hidden
+``.tmp-<run_id>-<hex>`` dir and renamed into place when complete, so a crash leaves at most that hidden
+dir, which ``load`` skips. Runs are never overwritten or edited; the store computes no statistics.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import numbers
+import os
+import re
+import secrets
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+
+import mnbench
+from mnbench.errors import BenchError
+
+STR, INT, FLOAT = "string", "Int64", "Float64"  # pandas nullable dtypes
+COLUMNS: tuple[tuple[str, str], ...] = (  # the one schema for every target: (name, dtype), in file order
+    ("run_id", STR), ("utc_time", STR), ("mnbench_version", STR), ("git_commit", STR),
+    ("target", STR), ("target_kind", STR), ("target_desc", STR), ("runtime", STR),
+    ("model", STR), ("model_sha256", STR), ("version", STR), ("alpha", FLOAT), ("resolution", INT),
+    ("quant", STR), ("config", STR), ("params", INT), ("macs", INT),
+    ("threads", INT), ("delegate", STR), ("status", STR), ("error", STR),
+    ("count", INT), ("init_us", FLOAT), ("first_us", FLOAT), ("warmup_avg_us", FLOAT),
+    ("mean_us", FLOAT), ("avg_us", FLOAT), ("std_us", FLOAT), ("min_us", FLOAT), ("max_us", FLOAT),
+    ("median_us", FLOAT), ("p90_us", FLOAT), ("p99_us", FLOAT),
+    ("median_ci_low_us", FLOAT), ("median_ci_high_us", FLOAT), ("cv", FLOAT),
+    ("mem_peak_mb", FLOAT), ("mem_init_mb", FLOAT), ("mem_overall_mb", FLOAT), ("samples_file", STR),
+)
+COLUMN_NAMES = tuple(name for name, _ in COLUMNS)
+DTYPES = dict(COLUMNS)
+REQUIRED = ("run_id", "utc_time", "mnbench_version", "target", "target_kind", "runtime", "model",
+            "threads", "delegate", "status")
+JSON_COLUMNS = ("target_desc", "config")
+CHOICES = {"target_kind": ("host", "android"), "status": ("ok", "failed")}
+DEFAULT_ROOT = Path("results/runs")
+SAMPLES_NAME = "samples.json"
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # run ids and raw log names: one safe path part
+_UTC_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
+_PARSERS = {STR: str, INT: int, FLOAT: float}
+
+
+class StoreError(BenchError):
+    """A results file that is missing, corrupt or not in the results schema."""
+
+
+class RunExistsError(StoreError):
+    """The run directory already exists; runs are append-only."""
+
+
+class SchemaError(StoreError, ValueError):
+    """Rows, samples or logs handed to :meth:`ResultStore.write_run` that do not fit the schema."""
+
+
+def utc_now() -> str:
+    """Current UTC time as ISO 8601 with a ``Z`` suffix, e.g. ``2025-01-31T12:00:00Z``."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def row_key(row: Mapping[str, Any]) -> str:
+    """Key of a row inside its run, e.g. ``mnv2.tflite|host|threads=4|xnnpack``; keys ``samples``."""
+    return f"{row.get('model')}|{row.get('target')}|threads={row.get('threads')}|{row.get('delegate')}"
+
+
+class ResultStore:
+    """Append-only store of benchmark runs under ``root``."""
+
+    def __init__(self, root: Path | str = DEFAULT_ROOT):
+        """Args: root: folder holding one sub-folder per run (created on first write)."""
+        self.root = Path(root)
+        self._run_dirs: dict[str, Path] = {}  # run_id -> folder, for runs loaded from outside root
+
+    @staticmethod
+    def new_run_id() -> str:
+        """Sortable run id: UTC time (ms) + random suffix, e.g. ``20250131T120000.123Z-3f9a1c``."""
+        now = datetime.now(timezone.utc)
+        return f"{now:%Y%m%dT%H%M%S}.{now.microsecond // 1000:03d}Z-{secrets.token_hex(3)}"
+
+    def write_run(self, run_id: str, rows: Sequence[Mapping[str, Any]],
+                  samples: Mapping[str, Sequence[float]], raw_logs: Mapping[str, str] | None = None) -> Path:
+        """Writes one complete run atomically and returns its folder ``root/<run_id>``.
+
+        Args:
+            run_id: folder name, e.g. from :meth:`new_run_id`; rows may omit it.
+            rows: one mapping per (model, target, threads, delegate), keys from ``COLUMN_NAMES``; missing
+                keys are None, ``utc_time`` defaults to now, ``mnbench_version`` to this package's.
+            samples: ``{row_key(row): [latency_us, ...]}``; write_run sets the rows' ``samples_file``.
+            raw_logs: ``{name: text}`` written to ``raw/<name>.txt``.
+
+        Raises:
+            SchemaError: for unknown columns, bad values, duplicate row keys or unmatched samples.
+            RunExistsError: if ``root/<run_id>`` already exists.
+        """
+        _check_name(run_id, "run_id")
+        final = self.root / run_id
+        if final.exists():
+            raise RunExistsError(f"run {run_id!r} already exists in {self.root}; runs are append-only")
+        if not rows:
+            raise SchemaError(f"run {run_id!r} has no rows")
+        records = [_prepare_row(row, run_id, f"rows[{index}]") for index, row in enumerate(rows)]
+        samples_out = _attach_samples(records, samples)
+        for name in raw_logs or {}:
+            _check_name(name, "raw log name")
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".tmp-{run_id}-{secrets.token_hex(4)}"
+        tmp.mkdir()
+        try:
+            _write_text(tmp / "rows.csv", _to_csv(records))
+            _write_text(tmp / SAMPLES_NAME, json.dumps(samples_out, indent=1))
+            if raw_logs:
+                (tmp / "raw").mkdir()
+                for name, text in raw_logs.items():
+                    _write_text(tmp / "raw" / f"{name}.txt", text)
+            if final.exists():  # raced with another writer; rename would replace an empty dir
+                raise RunExistsError(f"run {run_id!r} appeared in {self.root} while writing")
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return final
+
+    def load(self, *sources: Path | str) -> pd.DataFrame:
+        """Loads runs into one DataFrame with ``DTYPES``, in source order, then run-folder (= time) order.
+
+        Args:
+            *sources: results folders (every run below them; hidden ``.tmp-*`` dirs skipped), run
+                folders, ``rows.csv`` files or run ids under ``root``. None means all of ``root``.
+
+        Raises:
+            StoreError: for a source that does not exist or a missing/corrupt file.
+        """
+        paths: list[Path] = []
+        for source in sources or (self.root,):
+            paths += [path for path in self._resolve(source) if path not in paths]
+        frames = [_read_csv(path) for path in paths]
+        for path, frame in zip(paths, frames):
+            self._run_dirs.update({str(run_id): path.parent for run_id in frame["run_id"].dropna().unique()})
+        if not frames:
+            return pd.DataFrame({name: pd.array([], dtype=dtype) for name, dtype in COLUMNS})
+        return pd.concat(frames, ignore_index=True)
+
+    def load_samples(self, row: Mapping[str, Any]) -> list[float]:
+        """Raw latencies (us) of a loaded row, read from the file its ``samples_file`` points at.
+
+        Raises:
+            StoreError: if the row has no samples or the samples file is missing or corrupt.
+        """
+        ref, run_id = row["samples_file"], row["run_id"]
+        if pd.isna(ref):
+            raise StoreError(f"row {row_key(row)!r} of run {run_id!r} has no samples")
+        file_name, _, key = str(ref).partition("#")
+        path = self._run_dirs.get(run_id, self.root / str(run_id)) / file_name
+        try:
+            return [float(value) for value in json.loads(path.read_text(encoding="utf-8"))[key]]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"cannot read samples {key!r} from {path}: {exc!r}") from None
+
+    def _resolve(self, source: Path | str) -> list[Path]:
+        """rows.csv files named by one source."""
+        path = Path(source)
+        if path.is_file():
+            return [path]
+        if not path.is_dir() and isinstance(source, str) and _NAME_RE.fullmatch(source):
+            path = self.root / source  # a run id
+        if not path.is_dir():
+            raise StoreError(f"no results folder, rows.csv or run id {str(source)!r} (root {self.root})")
+        run_dirs = sorted({p.parent for pattern in ("rows.csv", SAMPLES_NAME) for p in path.rglob(pattern)
+                           if not any(part.startswith(".") for part in p.relative_to(path).parts)})
+        for run_dir in run_dirs:
+            if not (run_dir / "rows.csv").is_file():
+                raise StoreError(f"run folder {run_dir} has no rows.csv")
+        return [run_dir / "rows.csv" for run_dir in run_dirs]
+
+
+def _check_name(name: Any, what: str) -> None:
+    if not (isinstance(name, str) and _NAME_RE.fullmatch(name)):
+        raise SchemaError(f"{what} must match {_NAME_RE.pattern}, received {name!r}")
+
+
+def _prepare_row(row: Mapping[str, Any], run_id: str, where: str) -> dict[str, Any]:
+    """Validated copy of one row with every column, values normalized to str/int/float/None."""
+    if not isinstance(row, Mapping):
+        raise SchemaError(f"{where} must be a mapping, received {type(row).__name__}")
+    unknown = sorted(set(row) - set(COLUMN_NAMES))
+    if unknown:
+        raise SchemaError(f"{where} has columns not in the results schema: {', '.join(map(str, unknown))}")
+    if row.get("samples_file") is not None:
+        raise SchemaError(f"{where}: samples_file is set by write_run, received {row['samples_file']!r}")
+    defaults = {"run_id": run_id, "utc_time": utc_now(), "mnbench_version": mnbench.__version__}
+    record = {name: _coerce(name, row.get(name), where) for name in COLUMN_NAMES}
+    record.update({name: value for name, value in defaults.items() if record[name] is None})
+    if record["run_id"] != run_id:
+        raise SchemaError(f"{where}: run_id {record['run_id']!r} differs from the run's {run_id!r}")
+    if not _UTC_RE.fullmatch(record["utc_time"]):
+        raise SchemaError(f"{where}: utc_time must be ISO 8601 ending in Z, received {record['utc_time']!r}")
+    missing = [name for name in REQUIRED if record[name] is None]
+    missing += [name for name in ("count", "median_us") if record["status"] == "ok" and record[name] is None]
+    missing += ["error"] if record["status"] == "failed" and record["error"] is None else []
+    if missing:
+        raise SchemaError(f"{where} ({row_key(record)}) lacks required values: {', '.join(missing)}")
+    for name, allowed in CHOICES.items():
+        if record[name] not in allowed:
+            raise SchemaError(f"{where}: {name} must be one of {allowed}, received {record[name]!r}")
+    return record
+
+
+def _coerce(name: str, value: Any, where: str) -> str | int | float | None:
+    """One cell normalized to its column's Python type; None, NA, NaN and '' are missing."""
+    dtype = DTYPES[name]
+    if value is None or value is pd.NA or (isinstance(value, numbers.Real) and math.isnan(value)):
+        return None
+    if dtype == STR and isinstance(value, str):
+        if name in JSON_COLUMNS and value:
+            try:
+                json.loads(value)
+            except ValueError:
+                raise SchemaError(f"{where}: {name} must be a JSON string, received {value[:80]!r}") from None
+        return value or None
+    if dtype == INT and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if dtype == FLOAT and _is_finite_number(value):
+        return float(value)
+    kind = {STR: "a string", INT: "an integer", FLOAT: "a finite number"}[dtype]
+    raise SchemaError(f"{where}: {name} must be {kind} or None, received {value!r}")
+
+
+def _attach_samples(records: list[dict[str, Any]], samples: Mapping[str, Sequence[float]]) -> dict:
+    """Points each record at its samples and returns the validated ``samples.json`` content."""
+    keys = [row_key(record) for record in records]
+    duplicates = sorted({key for key in keys if keys.count(key) > 1})
+    if duplicates:
+        raise SchemaError(f"rows repeat (model, target, threads, delegate): {', '.join(duplicates)}")
+    orphans = sorted(set(samples) - set(keys))
+    if orphans:
+        raise SchemaError(f"samples for keys that match no row: {', '.join(map(str, orphans))}")
+    out = {}
+    for key, record in zip(keys, records):
+        if key in samples:
+            values = samples[key]
+            if isinstance(values, (str, bytes)) or not all(_is_finite_number(v) for v in values):
+                raise SchemaError(f"samples[{key!r}] must be a list of finite numbers")
+            out[key] = [float(v) for v in values]
+            record["samples_file"] = f"{SAMPLES_NAME}#{key}"
+    return out
+
+
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _to_csv(records: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(COLUMN_NAMES)
+    for record in records:  # repr(float) is the shortest text that reads back to the same float
+        writer.writerow(["" if v is None else repr(v) if isinstance(v, float) else v
+                         for v in record.values()])
+    return buffer.getvalue()
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Creates ``path`` (never overwrites) and flushes it to disk before the run is renamed into place."""
+    with path.open("x", encoding="utf-8", newline="") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """Parses one rows.csv strictly: exact header, field count and cell types."""
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            lines = list(csv.reader(handle, strict=True))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise StoreError(f"cannot read results {path}: {exc}") from None
+    if not lines or tuple(lines[0]) != COLUMN_NAMES:
+        found = ",".join(lines[0])[:80] if lines else "an empty file"
+        raise StoreError(f"corrupt results {path}: header is not the results schema, found {found!r}")
+    body = lines[1:]
+    columns: dict[str, list[Any]] = {name: [] for name in COLUMN_NAMES}
+    for number, cells in enumerate(body, start=1):
+        if len(cells) != len(COLUMNS):
+            raise StoreError(f"corrupt results {path}: row {number} has {len(cells)}/{len(COLUMNS)} fields")
+        for (name, dtype), cell in zip(COLUMNS, cells):
+            try:
+                columns[name].append(None if cell == "" else _PARSERS[dtype](cell))
+            except ValueError:
+                raise StoreError(f"corrupt results {path}: row {number}: {name}={cell[:40]!r} "
+                                 f"is not {dtype}") from None
+    return pd.DataFrame({name: pd.array(columns[name], dtype=dtype) for name, dtype in COLUMNS})
