@@ -1,0 +1,75 @@
+"""Device-side failures, finer than :class:`mnbench.errors.DeviceError`.
+
+Every class here is a :class:`~mnbench.errors.MnbenchError`, so the CLI prints its one-line message and exits
+with ``DeviceError.exit_code`` (3) or ``BenchError.exit_code`` (1) for :class:`CommandFailed`.
+"""
+
+from __future__ import annotations
+
+from mnbench.errors import BenchError, DeviceError
+
+
+class DeviceNotFound(DeviceError):
+    """No device with that serial: not listed by the adb server, not reachable over TCP or USB."""
+
+
+class DeviceUnauthorized(DeviceError):
+    """The device did not accept our RSA key (the "Allow USB debugging?" dialog was not confirmed)."""
+
+
+class DeviceOffline(DeviceError):
+    """The adb server lists the device as offline (it stopped answering)."""
+
+
+class AdbServerUnavailable(DeviceError):
+    """No adb server answers on localhost:<ANDROID_ADB_SERVER_PORT or 5037>."""
+
+
+class ConnectionLost(DeviceError):
+    """The connection to the device dropped during a command or a transfer."""
+
+
+class ProtocolError(DeviceError):
+    """The device or adb server sent something the ADB protocol does not allow."""
+
+
+class TransferFailed(DeviceError):
+    """The device refused a push or pull (missing file, read-only path, no space)."""
+
+
+class CommandTimeout(DeviceError):
+    """A device command did not finish in time; the harness killed it.
+
+    Attributes:
+        cmd: the command as given to ``Transport.shell``.
+        timeout_s: the time limit that passed.
+    """
+
+    def __init__(self, cmd: str, timeout_s: float, detail: str = "") -> None:
+        self.cmd = cmd
+        self.timeout_s = timeout_s
+        message = f"device command did not finish within {timeout_s:g} s and was stopped: {_short(cmd)}"
+        super().__init__(f"{message} ({detail})" if detail else message)
+
+
+class CommandFailed(BenchError):
+    """A device command exited with a non-zero status where success was required.
+
+    Attributes:
+        argv: the command (string or argv list) that failed.
+        returncode: its exit status (128 + N when killed by signal N).
+        stderr: its error output (merged into stdout on transports without shell_v2).
+    """
+
+    def __init__(self, argv: str | list[str], returncode: int, stderr: str = "") -> None:
+        self.argv = argv
+        self.returncode = returncode
+        self.stderr = stderr
+        shown = argv if isinstance(argv, str) else " ".join(argv)
+        tail = stderr.strip().splitlines()[-1:] if stderr else []
+        detail = f": {tail[0]}" if tail else ""
+        super().__init__(f"device command exited with status {returncode}: {_short(shown)}{detail}")
+
+
+def _short(text: str, limit_chars: int = 160) -> str:
+    return text if len(text) <= limit_chars else text[:limit_chars - 3] + "..."

@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""A stand-in for TFLite's ``benchmark_model`` binary, pushed to the loopback device by tests.
+
+Behaviour comes from ``$FAKE_BENCHMARK_MODE`` or ``<sandbox>/.loopback/fake_benchmark.json`` (written by
+``tests.loopback_adb.fixtures.set_fake_benchmark``)::
+
+    {"mode": "ok" | "nonzero" | "crash" | "garbage" | "truncated" | "hang" | "custom",
+     "exit_code": int, "inference_avg_us": float, "init_us": float, "delay_s": float, "hang_s": float,
+     "stdout": str, "stderr": str}          # stdout/stderr: the text printed in "custom" mode
+
+Like the real tool, INFO lines go to stdout and VERBOSE/ERROR lines to stderr. Every call is appended to
+``<sandbox>/.loopback/fake_benchmark_calls.jsonl`` (argv, cwd) so tests can check the flags.
+Standard library only: it runs under the host's python3 through the sandbox's ``/system/bin/python3``.
+"""
+
+import json
+import os
+import random
+import signal
+import sys
+import time
+
+MODES = ("ok", "nonzero", "crash", "garbage", "truncated", "hang", "custom")
+
+
+def _settings():
+    state = os.path.join(os.environ.get("LOOPBACK_SANDBOX", "/nonexistent"), ".loopback")
+    settings = {"mode": "ok"}
+    try:
+        with open(os.path.join(state, "fake_benchmark.json")) as handle:
+            settings.update(json.load(handle))
+    except (OSError, ValueError):
+        pass
+    if os.environ.get("FAKE_BENCHMARK_MODE"):
+        settings["mode"] = os.environ["FAKE_BENCHMARK_MODE"]
+    root = os.environ.get("LOOPBACK_SANDBOX", "/nonexistent")
+    argv = [arg.replace(root + "/", "/") for arg in sys.argv[1:]]  # device paths, as the caller wrote them
+    cwd = "/" + os.path.relpath(os.getcwd(), root).lstrip(".")
+    try:
+        with open(os.path.join(state, "fake_benchmark_calls.jsonl"), "a") as handle:
+            handle.write(json.dumps({"argv": argv, "cwd": cwd}) + "\n")
+    except OSError:
+        pass
+    return settings
+
+
+def _flags(argv):
+    flags = {}
+    for arg in argv:
+        if arg.startswith("--") and "=" in arg:
+            key, value = arg[2:].split("=", 1)
+            flags[key] = value
+    return flags
+
+
+def _header(flags):
+    lines = ["INFO: STARTING!", "INFO: Log parameter values verbosely: [0]"]
+    if "num_runs" in flags:
+        lines.append(f"INFO: Min num runs: [{flags['num_runs']}]")
+    if "warmup_runs" in flags:
+        lines.append(f"INFO: Min warmup runs: [{flags['warmup_runs']}]")
+    if "num_threads" in flags:
+        lines.append(f"INFO: Num threads: [{flags['num_threads']}]")
+    lines += [f"INFO: Graph: [{flags.get('graph', '')}]", "INFO: Signature to run: []"]
+    return lines
+
+
+def _ok_log(flags, settings):
+    avg_us = float(settings.get("inference_avg_us", 12340.5))
+    init_us = float(settings.get("init_us", 35210))
+    first_us, warmup_us = round(avg_us * 1.31), round(avg_us * 1.04, 1)
+    runs = max(int(flags.get("num_runs", 50)), 1)
+    warmups = max(int(flags.get("warmup_runs", 1)), 1)
+    size_mb = os.path.getsize(flags["graph"]) / 1e6
+
+    def stats(count, first, mean):
+        low, high = round(mean * 0.95), round(mean * 1.2)
+        return (f"INFO: count={count} first={first} curr={round(mean)} min={low} max={max(high, first)} "
+                f"avg={mean} std={round(mean * 0.03)} p5={low} median={round(mean)} p95={round(mean * 1.1)}")
+
+    lines = _header(flags) + [
+        f"INFO: Loaded model {flags['graph']}",
+        "INFO: Initialized TensorFlow Lite runtime.",
+        "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",
+        f"INFO: The input model file size (MB): {size_mb:.6g}",
+        f"INFO: Initialized session in {init_us / 1000:g}ms.",
+        f"INFO: Running benchmark for at least {warmups} iterations and at least 0.5 seconds but terminate "
+        "if exceeding 150 seconds.",
+        stats(warmups, first_us, warmup_us), "",
+        f"INFO: Running benchmark for at least {runs} iterations and at least 1 seconds but terminate if "
+        "exceeding 150 seconds.",
+        stats(runs, round(avg_us), avg_us), "",
+        f"INFO: Inference timings in us: Init: {init_us:g}, First inference: {first_us}, "
+        f"Warmup (avg): {warmup_us:g}, Inference (avg): {avg_us:g}",
+        "INFO: Note: as the benchmark tool itself affects memory footprint, the following is only "
+        "APPROXIMATE to the actual memory footprint of the model at runtime. Take the information at your "
+        "discretion.",
+        "INFO: Memory footprint delta from the start of the tool (MB): init=7.42188 overall=9.86328",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _out(text, stream=sys.stdout):
+    stream.write(text)
+    stream.flush()
+
+
+def main():
+    settings = _settings()
+    flags = _flags(sys.argv[1:])
+    mode = settings["mode"]
+    if mode not in MODES:
+        _out(f"fake_benchmark_model: unknown mode {mode!r}\n", sys.stderr)
+        return 2
+    graph = flags.get("graph", "")
+    if mode == "custom":
+        _out(settings.get("stdout", ""))
+        _out(settings.get("stderr", ""), sys.stderr)
+        return int(settings.get("exit_code", 0))
+    if mode == "hang":
+        _out("\n".join(_header(flags)) + "\n")
+        time.sleep(float(settings.get("hang_s", 3600)))
+        return 0
+    if mode == "garbage":
+        noise = random.Random(7)
+        sys.stdout.buffer.write(bytes(noise.randrange(256) for _ in range(512)) + b"\nno timings here\n")
+        sys.stdout.flush()
+        return int(settings.get("exit_code", 0))
+    if not graph or not os.path.isfile(graph):
+        _out("\n".join(_header(flags)) + "\n")
+        _out(f"ERROR: Could not open '{graph}'.\nERROR: Failed to mmap model {graph}\n"
+             "ERROR: Benchmarking failed.\n", sys.stderr)
+        return 1
+    if mode == "nonzero":
+        _out("\n".join(_header(flags)) + f"\nINFO: Loaded model {graph}\n")
+        _out("ERROR: Node number 57 (BATCH_MATMUL) failed to prepare.\nERROR: Failed to allocate tensors!\n"
+             "ERROR: Benchmarking failed.\n", sys.stderr)
+        return int(settings.get("exit_code", 1))
+    log = _ok_log(flags, settings)
+    if mode == "crash":
+        _out(log[:log.index("INFO: Running benchmark")])
+        os.kill(os.getpid(), signal.SIGSEGV)
+        return 139
+    if mode == "truncated":
+        _out(log[:len(log) // 2])
+        return int(settings.get("exit_code", 0))
+    time.sleep(float(settings.get("delay_s", 0)))
+    head, _, tail = log.partition("INFO: The input model file size")
+    _out(head)
+    _out("VERBOSE: Replacing 66 out of 66 node(s) with delegate (TfLiteXNNPackDelegate) node, yielding 1 "
+         "partitions for subgraph 0.\n", sys.stderr)
+    _out("INFO: The input model file size" + tail)
+    return int(settings.get("exit_code", 0))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
