@@ -1,6 +1,7 @@
 """The subcommands, in the order ``mnbench --help`` lists them."""
 
+from .bench import bench
 from .export import export, inspect
 from .models import info, models
 
-COMMANDS = [models, info, export, inspect]
+COMMANDS = [models, info, export, inspect, bench]

@@ -1,0 +1,128 @@
+"""The host target: benchmark .tflite models on this CPU with the LiteRT interpreter.
+
+Every (model, thread count) runs in a fresh worker process (``host_worker``), so one model cannot disturb
+another's timing or memory, and the parent's imports never share the measured process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from mnbench.errors import BenchError
+
+from . import stats
+from .provenance import model_columns, run_columns
+from .store import ResultStore, row_key, utc_now
+
+
+@dataclass(frozen=True)
+class HostParams:
+    """benchmark_model's flags, with its defaults."""
+
+    runs: int = 50                 # --num_runs
+    min_secs: float = 1.0          # --min_secs
+    max_secs: float = 150.0        # --max_secs
+    warmup: int = 1                # --warmup_runs
+    warmup_min_secs: float = 0.5   # --warmup_min_secs
+    xnnpack: bool = True           # --use_xnnpack
+
+    def __post_init__(self):
+        if self.runs < 1 or self.warmup < 0:
+            raise BenchError(f"runs must be >= 1 and warmup >= 0, got runs={self.runs} warmup={self.warmup}")
+        if self.min_secs < 0 or self.max_secs <= 0:
+            raise BenchError(f"min-secs must be >= 0 and max-secs > 0, got {self.min_secs}, {self.max_secs}")
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def host_description() -> dict:
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "machine": platform.machine(),
+            "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
+            "hostname": platform.node()}
+
+
+def runtime_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"ai-edge-litert {version('ai-edge-litert')}"
+    except PackageNotFoundError:
+        return "ai-edge-litert (not installed)"
+
+
+def run_worker(model: Path, threads: int, params: HostParams) -> dict:
+    """One fresh process measuring ``model``; returns the worker's JSON (``ok`` False with ``error`` on failure)."""
+    payload = json.dumps({"model": str(model), "threads": threads, **asdict(params)})
+    timeout_s = params.max_secs * 2 + params.warmup_min_secs + 120
+    try:
+        done = subprocess.run([sys.executable, "-m", "device_bench.host_worker", payload], capture_output=True,
+                              text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "error": f"worker timed out after {timeout_s:.0f} s"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        tail = " ".join(done.stderr.split())[-300:]
+        return {"ok": False, "error": f"worker exited with status {done.returncode}: {tail}"}
+    return json.loads(lines[-1])
+
+
+def _checked_model(model: Path) -> dict:
+    """The model's columns, after LiteRT has loaded it once (a corrupt file fails here, not mid-run)."""
+    from export.tflite_file import open_interpreter, read_bytes
+
+    open_interpreter(read_bytes(model))
+    return model_columns(model)
+
+
+def _row(model: Path, model_info: dict, threads: int, params: HostParams, result: dict, context: dict) -> dict:
+    row = {**context, **model_info, "threads": threads, "delegate": "xnnpack" if params.xnnpack else "cpu",
+           "utc_time": utc_now()}
+    if not result["ok"]:
+        return {**row, "status": "failed", "error": result["error"]}
+    summary = stats.summarize(result["samples_us"])
+    warmup = result["warmup_us"]
+    return {**row, **summary, "status": "ok", "error": None, "init_us": result["init_us"], "first_us": result["first_us"],
+            "warmup_avg_us": sum(warmup) / len(warmup), "mem_peak_mb": result["mem_peak_mb"]}
+
+
+def bench(models: list[Path], threads: list[int], params: HostParams, results_dir: Path | None,
+          on_result: Callable[[dict], None] | None = None) -> tuple[list[dict], Path | None]:
+    """Benchmark every model at every thread count; write one run to ``results_dir`` (None: do not store).
+
+    Returns the rows (results schema) and the run folder.
+    """
+    if any(t < 1 for t in threads):
+        raise BenchError(f"threads must be >= 1, got {threads}")
+    infos = {model: _checked_model(model) for model in models}   # every file is checked before any timing
+    store = ResultStore(results_dir) if results_dir is not None else None
+    run_id = ResultStore.new_run_id()
+    context = {**run_columns(), "run_id": run_id, "target": "host", "target_kind": "host",
+               "target_desc": json.dumps(host_description(), sort_keys=True), "runtime": runtime_version()}
+    rows, samples = [], {}
+    for model in models:
+        for count in threads:
+            result = run_worker(model, count, params)
+            row = _row(model, infos[model], count, params, result, context)
+            rows.append(row)
+            if result["ok"]:
+                samples[row_key(row)] = result["samples_us"]
+            if on_result:
+                on_result(row)
+    run_dir = store.write_run(run_id, rows, samples) if store is not None else None
+    return rows, run_dir

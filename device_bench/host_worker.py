@@ -1,0 +1,95 @@
+"""The measured process of a host benchmark: one model, one thread count, then exit.
+
+Run as ``python -m device_bench.host_worker '<json params>'``; prints one JSON object on stdout. It imports
+only numpy and the LiteRT interpreter. The timed loop is what benchmark_model's is: read a monotonic clock,
+invoke, read it again (through the interpreter's C++ binding, with no Python wrapper in between).
+benchmark_model semantics: warm-up for at least ``warmup`` runs and ``warmup_min_secs``; then at least
+``runs`` runs and ``min_secs`` seconds, stopping after ``max_secs``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+
+def _status_kb(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")             # Linux: reset VmHWM to the current RSS
+        return True
+    except OSError:
+        return False
+
+
+def _loop(invoke, minimum_runs: int, min_secs: float, max_secs: float) -> list[int]:
+    clock, samples = time.perf_counter_ns, []
+    start = clock()
+    min_ns, max_ns = int(min_secs * 1e9), int(max_secs * 1e9)
+    while True:
+        elapsed = clock() - start
+        if samples and (elapsed >= max_ns or (len(samples) >= minimum_runs and elapsed >= min_ns)):
+            return samples
+        before = clock()
+        invoke()
+        samples.append(clock() - before)
+
+
+def measure(params: dict) -> dict:
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    resolver = OpResolverType.AUTO if params["xnnpack"] else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    peak_reset = _reset_peak_rss()
+    rss_before_kb = _status_kb("VmRSS")
+    started = time.perf_counter_ns()
+    interpreter = Interpreter(model_path=params["model"], num_threads=params["threads"],
+                              experimental_op_resolver_type=resolver)
+    interpreter.allocate_tensors()
+    init_ns = time.perf_counter_ns() - started
+    rng = np.random.default_rng(0)
+    for detail in interpreter.get_input_details():
+        dtype = np.dtype(detail["dtype"])
+        if dtype.kind == "f":
+            data = rng.uniform(-1.0, 1.0, detail["shape"]).astype(dtype)
+        else:
+            info = np.iinfo(dtype)
+            data = rng.integers(max(info.min, -128), min(info.max, 127) + 1, detail["shape"]).astype(dtype)
+        interpreter.set_tensor(detail["index"], data)
+    invoke = interpreter._interpreter.Invoke   # the C++ call itself, as benchmark_model times it
+    warmup = _loop(invoke, params["warmup"], params["warmup_min_secs"], params["max_secs"])
+    samples = _loop(invoke, params["runs"], params["min_secs"], params["max_secs"])
+    peak_kb = _status_kb("VmHWM")
+    return {
+        "init_us": init_ns / 1e3, "first_us": warmup[0] / 1e3,
+        "warmup_us": [s / 1e3 for s in warmup], "samples_us": [s / 1e3 for s in samples],
+        "mem_peak_mb": (peak_kb - rss_before_kb) / 1024 if peak_reset and peak_kb and rss_before_kb else None,
+        "pid": os.getpid(),
+    }
+
+
+def main() -> int:
+    params = json.loads(sys.argv[1])
+    try:
+        result = {"ok": True, **measure(params)}
+    except Exception as error:  # reported to the parent as a failed row
+        result = {"ok": False, "error": f"{type(error).__name__}: {' '.join(str(error).split())}"}
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
