@@ -96,6 +96,9 @@ def _atomic_write(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp, 0o666 & ~umask)     # mkstemp's 0600 would hide the model from other users
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
