@@ -20,6 +20,7 @@ from mnbench.errors import ExportError
 from mobilenets_tf.config import ModelConfig
 
 from . import calibration, tflite_file
+from .int8 import DEFAULT_LOWERING, Lowering
 from .quantization import IoType, Quant, configure_converter
 
 DEFAULT_OUT = Path("results/models")
@@ -34,10 +35,18 @@ class ExportRequest:
     calib_dir: Path | None = None
     calib_samples: int = 64
     verify: bool = True
+    hswish: Lowering = DEFAULT_LOWERING["host"]
+
+    @property
+    def lowering(self) -> Lowering | None:
+        """The h-swish lowering that applies: only int8 models with h-swish layers have one."""
+        has_hswish = self.config.version.startswith("v3") and self.config.knobs.get("activation") == "hswish" \
+            and not self.config.knobs.get("minimalistic")
+        return self.hswish if self.quant is Quant.INT8 and has_hswish else None
 
 
-def model_stem(config: ModelConfig, quant: Quant, io: IoType = IoType.INT8) -> str:
-    """``v3-small_a1.00_r224_int8``, with non-default knobs, classes and I/O type spelled out."""
+def model_stem(config: ModelConfig, quant: Quant, io: IoType = IoType.INT8, lowering: Lowering | None = None) -> str:
+    """``v3-small_a1.00_r224_int8``, with non-default knobs, classes, I/O type and lowering spelled out."""
     parts = [config.version, f"a{config.alpha:.2f}", f"r{config.resolution}"]
     parts += [f"{k}-{str(v).lower()}" for k, v in sorted(config.non_default_knobs.items())]
     if config.num_classes != 1000:
@@ -45,6 +54,8 @@ def model_stem(config: ModelConfig, quant: Quant, io: IoType = IoType.INT8) -> s
     parts.append(quant.value)
     if quant is Quant.INT8 and io is not IoType.INT8:
         parts.append(f"io{io.value}")
+    if lowering is not None and lowering is not DEFAULT_LOWERING["host"]:
+        parts.append(f"hswish-{lowering.value}")
     return "_".join(parts)
 
 
@@ -64,6 +75,7 @@ def tool_versions() -> dict[str, str]:
 
 def cache_key(request: ExportRequest, calib: calibration.CalibrationSet | None, weights_sha: str | None) -> str:
     payload = {"config": request.config.as_dict(), "quant": request.quant.value, "io": request.io.value,
+               "hswish": request.lowering.value if request.lowering else None,
                "weights": weights_sha or "random", "verify": request.verify, "tools": tool_versions(),
                "calibration": calib.digest if calib else None, "samples": request.calib_samples}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
@@ -107,48 +119,65 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 @dataclass
 class _Prepared:
-    """What every quantization of one model shares: the Keras model, its frozen graph, reference outputs."""
+    """What every quantization of one model shares: the Keras model, frozen graphs, reference outputs."""
 
     model: object
     weights: dict
-    frozen: object
     reference: tuple | None
+    frozen: dict
+
+    def frozen_graph(self, config: ModelConfig, hswish: str):
+        """The model as a frozen concrete function, with h-swish built as ``hswish`` (same weights)."""
+        if hswish not in self.frozen:
+            from mobilenets_tf import _quiet  # noqa: F401
+
+            import tensorflow as tf
+            from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+            from mobilenets_tf.builder import build_from_config
+            from mobilenets_tf.keras_apps import transfer_weights
+
+            model = self.model
+            if hswish != "builtin":
+                model = build_from_config(config, batch_size=1, hswish=hswish)
+                transfer_weights(self.model, model)
+            # A frozen concrete function converts to the same graph as from_keras_model (which writes a
+            # SavedModel first) in less than half the time.
+            spec = tf.TensorSpec(model.input.shape, tf.float32, name="image")
+            function = tf.function(lambda image: model(image, training=False)).get_concrete_function(spec)
+            self.frozen[hswish] = convert_variables_to_constants_v2(function)
+        return self.frozen[hswish]
 
 
 def _prepare(request: ExportRequest, calib: calibration.CalibrationSet | None) -> _Prepared:
-    from mobilenets_tf import _quiet  # noqa: F401
-
-    import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
     from .verify import keras_reference
     from .weights import build_model
 
     images = calib.images if calib is not None else None
     model, weights = build_model(request.config, request.weights, images)
-    # A frozen concrete function converts to the same graph as from_keras_model (which writes a SavedModel
-    # first) in less than half the time.
-    spec = tf.TensorSpec(model.input.shape, tf.float32, name="image")
-    function = tf.function(lambda image: model(image, training=False)).get_concrete_function(spec)
-    frozen = convert_variables_to_constants_v2(function)
     reference = keras_reference(model, images) if request.verify else None
-    return _Prepared(model, weights, frozen, reference)
+    return _Prepared(model, weights, reference, {})
 
 
-def convert(prepared: _Prepared, request: ExportRequest, calib: calibration.CalibrationSet | None) -> bytes:
+def convert(prepared: _Prepared, request: ExportRequest, calib: calibration.CalibrationSet | None) -> tuple[bytes, dict]:
     """Frozen Keras graph -> .tflite bytes for ``request.quant`` (TensorFlow's converter, output silenced)."""
+    from mobilenets_tf import _quiet  # noqa: F401
+
     import tensorflow as tf
 
     from mnbench.quiet import captured
 
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([prepared.frozen])
-    representative = None
-    if calib is not None and request.quant is Quant.INT8:
-        representative = lambda: ([image[None]] for image in calib.images)  # noqa: E731
-    configure_converter(converter, request.quant, request.io, representative)
+    if request.quant is Quant.INT8:
+        from .int8 import quantize
+
+        hswish = "decomposed" if request.lowering is Lowering.DECOMPOSED else "builtin"
+        frozen = prepared.frozen_graph(request.config, hswish)
+        return quantize(frozen, calib.images, request.io, request.lowering or Lowering.FUSED)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([prepared.frozen_graph(request.config, "builtin")])
+    configure_converter(converter, request.quant)
     try:
         with captured():
-            return converter.convert()
+            return converter.convert(), {}
     except Exception as error:
         raise ExportError(f"conversion failed: {' '.join(str(error).split())[:300]}") from None
 
@@ -177,7 +206,7 @@ def export_many(requests: list[ExportRequest], out_dir: Path = DEFAULT_OUT, forc
         for index in indices:
             started = time.perf_counter()
             request = requests[index]
-            stem = model_stem(request.config, request.quant, request.io)
+            stem = model_stem(request.config, request.quant, request.io, request.lowering)
             tflite, sidecar = out_dir / f"{stem}.tflite", out_dir / f"{stem}.json"
             key = cache_key(request, calib, weights_sha)
             recorded = None if force else _cached(tflite, sidecar, key)
@@ -219,8 +248,10 @@ def _write(prepared: _Prepared, request: ExportRequest, calib, key: str, tflite:
            started: float) -> dict:
     from .verify import verify
 
-    data = convert(prepared, request, calib)
+    data, conversion = convert(prepared, request, calib)
+    lowering = request.lowering.value if request.lowering else None
     embedded = {"config": request.config.as_dict(), "quant": request.quant.value, "io": request.io.value,
+                "hswish": lowering,
                 "weights": prepared.weights["source"], "input_range": list(request.config.spec.input_range),
                 "mnbench": tool_versions()["mnbench"]}
     data = tflite_file.embed_metadata(data, embedded)
@@ -235,7 +266,8 @@ def _write(prepared: _Prepared, request: ExportRequest, calib, key: str, tflite:
         "config": request.config.as_dict(), "version": request.config.version, "alpha": request.config.alpha,
         "resolution": request.config.resolution, "knobs": request.config.knobs,
         "params": report.params, "macs": report.macs, "quant": request.quant.value, "io": request.io.value,
-        "inputs": info["inputs"], "outputs": info["outputs"], "op_histogram": info["op_histogram"],
+        "hswish": lowering, "conversion": conversion, "inputs": info["inputs"], "outputs": info["outputs"],
+        "op_histogram": info["op_histogram"],
         "float_ops": info["float_ops"] if request.quant is Quant.INT8 else [],
         "delegation": info["delegation"], "weights": prepared.weights,
         "calibration": {"source": calib.source, "samples": calib.count} if calib is not None else None,

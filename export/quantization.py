@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import enum
-from typing import Callable, Iterable
-
-import numpy as np
-
 from mnbench.errors import ExportError
 
 
@@ -23,23 +19,16 @@ class IoType(str, enum.Enum):
     FLOAT = "float"
 
 
-def configure_converter(converter, quant: Quant, io: IoType,
-                        representative: Callable[[], Iterable[list[np.ndarray]]] | None) -> None:
-    """Set converter options for ``quant``; ``io`` only applies to full-integer models."""
+def configure_converter(converter, quant: Quant) -> None:
+    """Set converter options for the float and dynamic-range modes (int8 goes through ``export.int8``)."""
     from mobilenets_tf import _quiet  # noqa: F401
 
     import tensorflow as tf
 
+    if quant is Quant.INT8:
+        raise ExportError("int8 models are converted by export.int8.quantize")
     if quant is Quant.FP32:
         return
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quant is Quant.FP16:
         converter.target_spec.supported_types = [tf.float16]
-    elif quant is Quant.INT8:
-        if representative is None:
-            raise ExportError("int8 export needs calibration images")
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        io_dtype = {IoType.INT8: tf.int8, IoType.UINT8: tf.uint8, IoType.FLOAT: tf.float32}[io]
-        converter.inference_input_type = io_dtype
-        converter.inference_output_type = io_dtype

@@ -26,11 +26,26 @@ class BlockOptions:
     bn_epsilon: float = 1e-3
     dropout: float = 0.2
     classifier_activation: str | None = "softmax"
+    hswish: str = "builtin"    # "builtin" (keras hard_swish -> HARD_SWISH op) or "decomposed"
 
 
-def activation(x, act: Act, name: str):
+class DecomposedHardSwish(layers.Layer):
+    """h-swish written as ``x * relu6(x + 3) * 0.16666666``.
+
+    Mathematically the paper's h-swish; the constant is deliberately not the float nearest to 1/6, so the
+    TFLite converter does not fuse the pattern back into a HARD_SWISH op. In an int8 model it lowers to
+    ADD(+RELU6) and two MULs, which XNNPACK runs in int8 (it takes HARD_SWISH only in float).
+    """
+
+    def call(self, inputs):
+        return inputs * keras.ops.relu6(inputs + 3.0) * 0.16666666
+
+
+def activation(x, act: Act, name: str, hswish: str = "builtin"):
     if act is Act.LINEAR:
         return x
+    if act is Act.HSWISH and hswish == "decomposed":
+        return DecomposedHardSwish(name=name)(x)
     if act is Act.RELU:
         return layers.ReLU(name=name)(x)
     if act is Act.RELU6:
@@ -48,13 +63,13 @@ def _conv_bn_act(x, name, filters, kernel_size, strides, act, options, batch_nor
                       name=name)(x)
     if batch_norm:
         x = _bn(x, f"{name}_bn", options)
-    return activation(x, act, f"{name}_act")
+    return activation(x, act, f"{name}_act", options.hswish)
 
 
 def _dw_bn_act(x, name, kernel_size, strides, act, options):
     x = layers.DepthwiseConv2D(kernel_size, strides=strides, padding="same", use_bias=False, name=name)(x)
     x = _bn(x, f"{name}_bn", options)
-    return activation(x, act, f"{name}_act")
+    return activation(x, act, f"{name}_act", options.hswish)
 
 
 def conv_block(x, layer: ConvLayer, options: BlockOptions):

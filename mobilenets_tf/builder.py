@@ -37,9 +37,13 @@ def build(version: str, alpha: float = 1.0, resolution: int = 224, num_classes: 
 
 
 def build_from_config(config: ModelConfig, batch_size: int | None = None, dropout: float = 0.2,
-                      classifier_activation: str | None = "softmax") -> keras.Model:
-    """Build the Keras model of an already validated :class:`ModelConfig`."""
-    options = BlockOptions(dropout=dropout, classifier_activation=classifier_activation)
+                      classifier_activation: str | None = "softmax", hswish: str = "builtin") -> keras.Model:
+    """Build the Keras model of an already validated :class:`ModelConfig`.
+
+    ``hswish="decomposed"`` writes h-swish as ``x * relu6(x + 3) / 6`` layers (same function, same weights),
+    the int8-friendly lowering the export stage uses.
+    """
+    options = BlockOptions(dropout=dropout, classifier_activation=classifier_activation, hswish=hswish)
     inputs = keras.Input((config.resolution, config.resolution, 3), batch_size=batch_size, name="image")
     x = inputs
     low, high = config.spec.input_range

@@ -29,24 +29,39 @@ QUANTS = ("fp32", "fp16", "dynamic", "int8")
               help="Calibration (and verification) images.")
 @click.option("--io", "io_type", type=click.Choice(["int8", "uint8", "float"]), default="int8", show_default=True,
               help="Input/output type of int8 models.")
+@click.option("--hswish", "lowerings", type=click.Choice(["decomposed", "fused", "float"]), multiple=True,
+              default=("decomposed",), show_default=True, help="How int8 V3 models lower h-swish (repeat for several).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("results/models"),
               show_default=True, help="Output folder.")
 @click.option("--force", is_flag=True, help="Rebuild even if an up-to-date model exists.")
 @click.option("--no-verify", is_flag=True, help="Skip the comparison with the Keras model.")
 @click.option("--json", "as_json", is_flag=True, help="Print the sidecars as a JSON array.")
-def export(versions, quants, alpha, resolution, knobs, num_classes, weights, calib_dir, calib_samples, io_type, out_dir, force,
-           no_verify, as_json) -> None:
-    """Convert MobileNets to LiteRT models, calibrated on real images and verified against Keras."""
+def export(versions, quants, alpha, resolution, knobs, num_classes, weights, calib_dir, calib_samples, io_type, lowerings,
+           out_dir, force, no_verify, as_json) -> None:
+    """Convert MobileNets to LiteRT models, calibrated on real images and verified against Keras.
+
+    \b
+    int8 h-swish lowerings (V3): decomposed = x*relu6(x+3)/6 in int8, fully delegated to XNNPACK (default);
+    fused = TFLite's int8 HARD_SWISH op (not taken by XNNPACK; NEON-optimised on ARM);
+    float = HARD_SWISH kept in float inside the int8 graph.
+    """
     from mobilenets_tf import configure
 
+    from export.int8 import Lowering
     from export.pipeline import ExportRequest, export_many
     from export.quantization import IoType, Quant
 
     modes = QUANTS if "all" in quants else tuple(dict.fromkeys(quants))
     knob_values = parse_knobs(knobs)
-    requests = [ExportRequest(configure(v, alpha, resolution, num_classes, knobs=knob_values), Quant(q), IoType(io_type),
-                              weights, calib_dir, calib_samples, not no_verify)
-                for v in dict.fromkeys(versions) for q in modes]
+    requests = {}
+    for version in dict.fromkeys(versions):
+        config = configure(version, alpha, resolution, num_classes, knobs=knob_values)
+        for quant in modes:
+            for lowering in dict.fromkeys(lowerings):
+                request = ExportRequest(config, Quant(quant), IoType(io_type), weights, calib_dir, calib_samples,
+                                        not no_verify, Lowering(lowering))
+                requests.setdefault((quant, version, request.lowering), request)   # lowering only matters for int8 V3
+    requests = list(requests.values())
     with _progress(len(requests), as_json) as bar:
         results = export_many(requests, out_dir, force, on_done=lambda record: bar.update())
     if as_json:
