@@ -49,6 +49,7 @@ def _loop(invoke, minimum_runs: int, min_secs: float, max_secs: float) -> list[i
 
 
 def measure(params: dict) -> dict:
+    """Load ``params["model"]``, warm it up and time it."""
     import numpy as np
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
@@ -81,13 +82,20 @@ def measure(params: dict) -> dict:
     }
 
 
+def _measured(params: dict) -> dict:
+    try:
+        return {"ok": True, **measure(params)}
+    except Exception as error:  # reported to the parent as a failed row
+        return {"ok": False, "error": f"{type(error).__name__}: {' '.join(str(error).split())}"}
+
+
 def main() -> int:
     params = json.loads(sys.argv[1])
-    try:
-        result = {"ok": True, **measure(params)}
-    except Exception as error:  # reported to the parent as a failed row
-        result = {"ok": False, "error": f"{type(error).__name__}: {' '.join(str(error).split())}"}
-    sys.stdout.write(json.dumps(result) + "\n")
+    if "models" in params:   # several models one after another (the profiler's slices): a JSON array
+        results = [_measured({**params, "model": model}) for model in params["models"]]
+        sys.stdout.write(json.dumps(results) + "\n")
+    else:
+        sys.stdout.write(json.dumps(_measured(params)) + "\n")
     return 0
 
 

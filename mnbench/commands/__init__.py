@@ -3,5 +3,6 @@
 from .bench import bench
 from .export import export, inspect
 from .models import info, models
+from .profile import profile
 
-COMMANDS = [models, info, export, inspect, bench]
+COMMANDS = [models, info, export, inspect, bench, profile]
