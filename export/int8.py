@@ -80,8 +80,26 @@ def correct_ranges(calibrated: bytes, images: np.ndarray) -> tuple[bytes, int]:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(tree)), changed
 
 
-def quantize(frozen_function, images: np.ndarray, io: IoType, lowering: Lowering) -> tuple[bytes, dict]:
-    """Frozen float graph -> full-integer model (int8 per-channel weights and int8 activations)."""
+def float_nodes(calibrated: bytes, blocks: tuple[str, ...]) -> list[str]:
+    """Names (first output tensor) of the operators of ``blocks``: what the quantizer's denylist matches."""
+    from device_bench.profile import _tree, groups
+
+    tree = _tree(calibrated)
+    found = dict(groups(tree, "block"))
+    unknown = [b for b in blocks if b not in found]
+    if unknown:
+        raise ExportError(f"unknown block(s) {', '.join(unknown)}; this model has {', '.join(found)}")
+    graph = tree.subgraphs[0]
+    return [graph.tensors[graph.operators[i].outputs[0]].name.decode() for b in blocks for i in found[b]]
+
+
+def quantize(frozen_function, images: np.ndarray, io: IoType, lowering: Lowering,
+             float_blocks: tuple[str, ...] = ()) -> tuple[bytes, dict]:
+    """Frozen float graph -> int8 model (per-channel int8 weights, int8 activations).
+
+    ``float_blocks`` (e.g. ``("stem", "block01")``) stay float32 inside the int8 graph (mixed precision),
+    with QUANTIZE/DEQUANTIZE at their borders.
+    """
     from mobilenets_tf import _quiet  # noqa: F401
 
     import tensorflow as tf
@@ -99,14 +117,18 @@ def quantize(frozen_function, images: np.ndarray, io: IoType, lowering: Lowering
         with captured():
             calibrated = converter.convert()
         calibrated, corrected = correct_ranges(calibrated, images)
+        denylisted_nodes = float_nodes(calibrated, float_blocks) if float_blocks else None
         with captured():
             # fully_quantize also quantizes the model's inputs and outputs; without it they stay float, with
             # one QUANTIZE after the input and one DEQUANTIZE before the output.
             model = tflite_convert.mlir_quantize(
                 calibrated, fully_quantize=io is IoType.INT8, input_data_type=io_dtype, output_data_type=io_dtype,
-                denylisted_ops=["HARD_SWISH"] if lowering is Lowering.FLOAT else None)
+                denylisted_ops=["HARD_SWISH"] if lowering is Lowering.FLOAT else None,
+                denylisted_nodes=denylisted_nodes)
             if io is IoType.UINT8:
                 model = modify_model_io_type(model, tf.uint8, tf.uint8)
+    except ExportError:
+        raise
     except Exception as error:
         raise ExportError(f"int8 conversion failed: {' '.join(str(error).split())[:300]}") from None
-    return model, {"ranges_corrected": corrected}
+    return model, {"ranges_corrected": corrected, "float_blocks": list(float_blocks)}

@@ -36,6 +36,9 @@ class ExportRequest:
     calib_samples: int = 64
     verify: bool = True
     hswish: Lowering = DEFAULT_LOWERING["host"]
+    precision: str = "int8"                 # int8: every block int8; auto: latency-aware mix (export.mixed)
+    float_blocks: tuple[str, ...] = ()      # explicit mixed precision: these blocks stay float32
+    threads: int = 2                        # the thread count precision=auto decides for
 
     @property
     def lowering(self) -> Lowering | None:
@@ -59,6 +62,16 @@ def model_stem(config: ModelConfig, quant: Quant, io: IoType = IoType.INT8, lowe
     return "_".join(parts)
 
 
+def request_stem(request: ExportRequest) -> str:
+    """File name stem of a request: ``model_stem`` plus its precision choices."""
+    stem = model_stem(request.config, request.quant, request.io, request.lowering)
+    if request.quant is Quant.INT8 and request.precision == "auto":
+        stem += f"_precision-auto-t{request.threads}"
+    if request.quant is Quant.INT8 and request.float_blocks:
+        stem += "_float-" + "-".join(request.float_blocks)
+    return stem
+
+
 def tool_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -76,6 +89,8 @@ def tool_versions() -> dict[str, str]:
 def cache_key(request: ExportRequest, calib: calibration.CalibrationSet | None, weights_sha: str | None) -> str:
     payload = {"config": request.config.as_dict(), "quant": request.quant.value, "io": request.io.value,
                "hswish": request.lowering.value if request.lowering else None,
+               "precision": [request.precision, list(request.float_blocks),
+                             request.threads if request.precision == "auto" else None],
                "weights": weights_sha or "random", "verify": request.verify, "tools": tool_versions(),
                "calibration": calib.digest if calib else None, "samples": request.calib_samples}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
@@ -168,11 +183,7 @@ def convert(prepared: _Prepared, request: ExportRequest, calib: calibration.Cali
     from mnbench.quiet import captured
 
     if request.quant is Quant.INT8:
-        from .int8 import quantize
-
-        hswish = "decomposed" if request.lowering is Lowering.DECOMPOSED else "builtin"
-        frozen = prepared.frozen_graph(request.config, hswish)
-        return quantize(frozen, calib.images, request.io, request.lowering or Lowering.FUSED)
+        return _convert_int8(prepared, request, calib)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([prepared.frozen_graph(request.config, "builtin")])
     configure_converter(converter, request.quant)
     try:
@@ -180,6 +191,36 @@ def convert(prepared: _Prepared, request: ExportRequest, calib: calibration.Cali
             return converter.convert(), {}
     except Exception as error:
         raise ExportError(f"conversion failed: {' '.join(str(error).split())[:300]}") from None
+
+
+def _convert_int8(prepared: _Prepared, request: ExportRequest, calib) -> tuple[bytes, dict]:
+    from .int8 import quantize
+
+    hswish = "decomposed" if request.lowering is Lowering.DECOMPOSED else "builtin"
+    frozen = prepared.frozen_graph(request.config, hswish)
+    lowering = request.lowering or Lowering.FUSED
+
+    def build(blocks: tuple[str, ...] = ()) -> bytes:
+        return quantize(frozen, calib.images, request.io, lowering, blocks)[0]
+
+    data, info = quantize(frozen, calib.images, request.io, lowering, request.float_blocks)
+    if request.precision != "auto":
+        return data, info
+    from . import mixed
+    from .verify import compare, keras_reference, run_tflite
+
+    reference = prepared.reference or keras_reference(prepared.model, calib.images)
+    fp32, _ = convert(prepared, ExportRequest(request.config, Quant.FP32), calib)
+
+    def sqnr(model: bytes) -> float:
+        outputs, logits = run_tflite(model, calib.images)
+        if reference[1] is not None and logits is not None:
+            return compare(reference[1], logits)["sqnr_db"]
+        return compare(reference[0], outputs)["sqnr_db"]
+
+    data, decision = mixed.decide(fp32, data, build, sqnr, request.threads)
+    return data, {**info, "float_blocks": decision["float_blocks"] if decision["chosen"] == "mixed" else [],
+                  "precision": decision}
 
 
 def _group_key(request: ExportRequest) -> tuple:
@@ -206,7 +247,7 @@ def export_many(requests: list[ExportRequest], out_dir: Path = DEFAULT_OUT, forc
         for index in indices:
             started = time.perf_counter()
             request = requests[index]
-            stem = model_stem(request.config, request.quant, request.io, request.lowering)
+            stem = request_stem(request)
             tflite, sidecar = out_dir / f"{stem}.tflite", out_dir / f"{stem}.json"
             key = cache_key(request, calib, weights_sha)
             recorded = None if force else _cached(tflite, sidecar, key)

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ..cli import VERSIONS, echo_json, parse_knobs
+from ..errors import MnbenchError
 from ..table import format_table
 from .models import config_options
 
@@ -31,13 +32,20 @@ QUANTS = ("fp32", "fp16", "dynamic", "int8")
               help="Input/output type of int8 models.")
 @click.option("--hswish", "lowerings", type=click.Choice(["decomposed", "fused", "float"]), multiple=True,
               default=("decomposed",), show_default=True, help="How int8 V3 models lower h-swish (repeat for several).")
+@click.option("--precision", type=click.Choice(["int8", "auto"]), default="int8", show_default=True,
+              help="int8: every block int8; auto: blocks the target runs faster in float32 stay float32.")
+@click.option("--float-blocks", default="", metavar="BLOCK[,BLOCK...]",
+              help="Keep these blocks float32 in an int8 model, e.g. stem,block01 (see `mnbench profile`).")
+@click.option("--target", default="host", show_default=True, help="What --precision auto measures on.")
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Thread count --precision auto decides for.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("results/models"),
               show_default=True, help="Output folder.")
 @click.option("--force", is_flag=True, help="Rebuild even if an up-to-date model exists.")
 @click.option("--no-verify", is_flag=True, help="Skip the comparison with the Keras model.")
 @click.option("--json", "as_json", is_flag=True, help="Print the sidecars as a JSON array.")
 def export(versions, quants, alpha, resolution, knobs, num_classes, weights, calib_dir, calib_samples, io_type, lowerings,
-           out_dir, force, no_verify, as_json) -> None:
+           precision, float_blocks, target, threads, out_dir, force, no_verify, as_json) -> None:
     """Convert MobileNets to LiteRT models, calibrated on real images and verified against Keras.
 
     \b
@@ -51,6 +59,10 @@ def export(versions, quants, alpha, resolution, knobs, num_classes, weights, cal
     from export.pipeline import ExportRequest, export_many
     from export.quantization import IoType, Quant
 
+    if precision == "auto" and target != "host":
+        raise MnbenchError(f"--precision auto --target {target}: per-block timing on a phone is not implemented "
+                           "yet; profile it with `mnbench device --op-profile` and pass --float-blocks")
+    blocks = tuple(b.strip() for b in float_blocks.split(",") if b.strip())
     modes = QUANTS if "all" in quants else tuple(dict.fromkeys(quants))
     knob_values = parse_knobs(knobs)
     requests = {}
@@ -59,7 +71,7 @@ def export(versions, quants, alpha, resolution, knobs, num_classes, weights, cal
         for quant in modes:
             for lowering in dict.fromkeys(lowerings):
                 request = ExportRequest(config, Quant(quant), IoType(io_type), weights, calib_dir, calib_samples,
-                                        not no_verify, Lowering(lowering))
+                                        not no_verify, Lowering(lowering), precision, blocks, threads)
                 requests.setdefault((quant, version, request.lowering), request)   # lowering only matters for int8 V3
     requests = list(requests.values())
     with _progress(len(requests), as_json) as bar:
