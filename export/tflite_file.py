@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -72,11 +73,14 @@ def _model(data: bytes):
 def read_metadata(data: bytes) -> dict | None:
     """The configuration mnbench embedded, or None for a model mnbench did not write."""
     model = _model(data)
-    for index in range(model.MetadataLength()):
-        entry = model.Metadata(index)
-        if entry.Name() and entry.Name().decode() == METADATA_KEY:
-            raw = model.Buffers(entry.Buffer()).DataAsNumpy()
-            return json.loads(bytes(raw).decode())
+    try:
+        for index in range(model.MetadataLength()):
+            entry = model.Metadata(index)
+            if entry.Name() and entry.Name().decode() == METADATA_KEY:
+                raw = model.Buffers(entry.Buffer()).DataAsNumpy()
+                return json.loads(bytes(raw).decode())
+    except (struct.error, IndexError, ValueError, UnicodeDecodeError) as error:
+        raise ModelFileError(f"not a readable .tflite model: {error}") from None
     return None
 
 

@@ -25,8 +25,8 @@ def _delegate_list(_ctx, param, value: str) -> list[str]:
     names = [part.strip().lower() for part in value.split(",") if part.strip()]
     bad = [name for name in names if name not in DELEGATE_CHOICES]
     if bad or not names:
-        raise click.BadParameter(f"{', '.join(bad) or repr(value)} is not one of {', '.join(DELEGATE_CHOICES)}",
-                                 param=param)
+        shown = ", ".join(bad) or repr(value)
+        raise click.BadParameter(f"{shown} is not one of {', '.join(DELEGATE_CHOICES)}", param=param)
     return list(dict.fromkeys(names))
 
 
@@ -53,12 +53,15 @@ def devices(as_json: bool) -> None:
               help="Device from `mnbench devices`, or HOST:PORT (repeat for several, run in parallel).")
 @click.option("--devices-file", type=click.Path(path_type=Path, dir_okay=False),
               help="File with one serial per line (# comments allowed).")
-@click.option("--threads", type=IntList(), default="1", show_default=True, help="--num_threads values, e.g. 1,4.")
+@click.option("--threads", type=IntList(), default="1", show_default=True,
+              help="--num_threads values, e.g. 1,4.")
 @click.option("--delegate", "delegates", default="xnnpack", show_default=True, callback=_delegate_list,
+              metavar="D[,D...]",
               help="Comma-separated: cpu (no XNNPACK), xnnpack, gpu, nnapi.")
 @click.option("--benchmark-binary", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="Your benchmark_model build for the phone (default: the official prebuilt, if pinned).")
-@click.option("--op-profile", is_flag=True, help="Pass --enable_op_profiling=true and show the top operators.")
+@click.option("--op-profile", is_flag=True,
+              help="Pass --enable_op_profiling=true and show the top operators.")
 @click.option("--runs", "num_runs", type=click.IntRange(min=1), default=50, show_default=True,
               help="Minimum timed runs (--num_runs).")
 @click.option("--min-secs", type=click.FloatRange(min=0), default=1.0, show_default=True,
@@ -71,22 +74,24 @@ def devices(as_json: bool) -> None:
               help="Before each run, wait until the hottest thermal zone is below this many °C ...")
 @click.option("--cooldown-max-wait", type=click.FloatRange(min=0), default=120.0, show_default=True,
               help="... for at most this many seconds (then run anyway and note it).")
-@click.option("--strict-delegation", is_flag=True, help="Fail runs whose delegate took only part of the graph.")
+@click.option("--strict-delegation", is_flag=True,
+              help="Fail runs whose delegate took only part of the graph (default: a warning).")
 @click.option("--results", "results_root", type=click.Path(path_type=Path, file_okay=False),
               default=Path("results/runs"), show_default=True, help="Results store folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result rows as a JSON array.")
-def device(models, serials, devices_file, threads, delegates, benchmark_binary, op_profile, num_runs, min_secs,
-           warmup_runs, run_timeout_s, cooldown_below, cooldown_max_wait, strict_delegation, results_root,
-           as_json) -> None:
+def device(models, serials, devices_file, threads, delegates, benchmark_binary, op_profile, num_runs,
+           min_secs, warmup_runs, run_timeout_s, cooldown_below, cooldown_max_wait, strict_delegation,
+           results_root, as_json) -> None:
     """Run benchmark_model on Android phones over ADB (pinned to the big cores) and store the results."""
     from device_bench.android import BenchSettings, benchmark_devices, read_devices_file
 
     serials = list(serials) + (read_devices_file(devices_file) if devices_file else [])
     if not serials:
-        raise click.UsageError("no device: pass --serial SERIAL (see `mnbench devices`) or --devices-file FILE")
+        raise click.UsageError("no device: pass --serial SERIAL (see `mnbench devices`) or --devices-file")
     settings = BenchSettings(num_runs=num_runs, min_secs=min_secs, warmup_runs=warmup_runs,
-                             op_profile=op_profile, run_timeout_s=run_timeout_s, cooldown_below_c=cooldown_below,
-                             cooldown_max_wait_s=cooldown_max_wait, strict_delegation=strict_delegation)
+                             op_profile=op_profile, run_timeout_s=run_timeout_s,
+                             cooldown_below_c=cooldown_below, cooldown_max_wait_s=cooldown_max_wait,
+                             strict_delegation=strict_delegation)
     run = benchmark_devices(serials, list(models) or canonical_models(), threads=threads, delegates=delegates,
                             settings=settings, benchmark_binary=benchmark_binary, results_root=results_root,
                             on_result=None if as_json else _progress)
@@ -96,9 +101,8 @@ def device(models, serials, devices_file, threads, delegates, benchmark_binary, 
         _print_run(run, op_profile)
     if run.failed:
         first = run.failed[0].row
-        raise BenchError(f"{len(run.failed)} of {len(run.results)} runs failed (first: {first['target']} "
-                         f"{first['model']} threads={first['threads']} {first['delegate']}: {first['error']}); "
-                         f"all results are in {run.run_dir}")
+        raise BenchError(f"{len(run.failed)} of {len(run.results)} runs failed (first: {_where(first)}: "
+                         f"{first['error']}); all results are in {run.run_dir}")
 
 
 @click.command()
@@ -112,15 +116,19 @@ def parse(log, as_json: bool) -> None:
     if as_json:
         echo_json(rows)
         return
-    click.echo(format_table(
-        ["run", "status", "avg us", "median us", "std us", "count", "init us", "mem MB", "delegates", "error"],
-        [[index, r["status"], r["avg_us"], r["median_us"], r["std_us"], r["count"], r["init_us"],
-          r["mem_overall_mb"] or r["mem_peak_mb"], ",".join(r["delegates"]) or "-", r["error"] or ""]
-         for index, r in enumerate(rows, start=1)]))
+    headers = ["run", "status", "avg us", "median us", "std us", "count", "init us", "mem MB", "delegates",
+               "error"]
+    click.echo(format_table(headers, [
+        [index, r["status"], r["avg_us"], r["median_us"], r["std_us"], r["count"], r["init_us"],
+         r["mem_overall_mb"] if r["mem_overall_mb"] is not None else r["mem_peak_mb"],
+         ",".join(r["delegates"]) or "-", r["error"] or ""]
+        for index, r in enumerate(rows, start=1)]))
     for index, row in enumerate(rows, start=1):
         for warning in row["warnings"]:
             click.echo(f"run {index}: warning: {warning}")
-        _print_op_profile(f"run {index}", row)
+        line = _op_profile_line(f"run {index}", row)
+        if line:
+            click.echo(line)
 
 
 def canonical_models(out_dir: Path = MODELS_DIR) -> list[Path]:
@@ -137,38 +145,40 @@ def canonical_models(out_dir: Path = MODELS_DIR) -> list[Path]:
     return [out_dir / record["file"] for record in export_many(requests, out_dir=out_dir)]
 
 
+def _where(row: dict) -> str:
+    return f"{row['target']} {row['model']} threads={row['threads']} {row['delegate']}"
+
+
 def _progress(result) -> None:
     row = result.row
     figure = f" {row['avg_us'] / 1000:.2f} ms" if row["status"] == "ok" and row["avg_us"] else ""
     detail = f": {row['error']}" if row["error"] else ""
-    click.echo(f"{row['target']} {row['model']} threads={row['threads']} {row['delegate']}: "
-               f"{row['status']}{figure}{detail}", err=True)
+    click.echo(f"{_where(row)}: {row['status']}{figure}{detail}", err=True)
 
 
 def _print_run(run, op_profile: bool) -> None:
-    seen = {}
+    facts_by_device = {}
     for result in run.results:
-        seen.setdefault(result.row["target"], result.facts)
-    for serial, facts in seen.items():
+        facts_by_device.setdefault(result.row["target"], result.facts)
+    for serial, facts in facts_by_device.items():
         click.echo(f"{serial}: {_describe(facts)}")
-    rows = []
+    headers = ["device", "model", "threads", "delegate", "cpus", "status", "avg ms", "median ms", "std ms",
+               "runs", "init ms", "°C before", "°C after"]
+    rows, notes = [], []
     for result in run.results:
         row, desc = result.row, json.loads(result.row["target_desc"]).get("run", {})
         before, after = (desc.get(key) or {} for key in ("temperatures_before", "temperatures_after"))
-        rows.append([row["target"], row["model"], row["threads"], row["delegate"], desc.get("taskset_mask") or "-",
-                     row["status"], _ms(row["avg_us"]), _ms(row["median_us"]), _ms(row["std_us"]), row["count"],
-                     _ms(row["init_us"]), before.get("hottest_c"), after.get("hottest_c")])
-    click.echo("\n" + format_table(["device", "model", "threads", "delegate", "cpus", "status", "avg ms",
-                                    "median ms", "std ms", "runs", "init ms", "°C before", "°C after"], rows))
-    for result in run.results:
-        row, desc = result.row, json.loads(result.row["target_desc"]).get("run", {})
-        where = f"{row['target']} {row['model']} threads={row['threads']} {row['delegate']}"
-        for warning in desc.get("warnings") or []:
-            click.echo(f"{where}: warning: {warning}")
-        if row["error"]:
-            click.echo(f"{where}: failed: {row['error']}")
+        rows.append([row["target"], row["model"], row["threads"], row["delegate"],
+                     desc.get("taskset_mask") or "-", row["status"], _ms(row["avg_us"]),
+                     _ms(row["median_us"]), _ms(row["std_us"]), row["count"], _ms(row["init_us"]),
+                     before.get("hottest_c"), after.get("hottest_c")])
+        notes += [f"{_where(row)}: warning: {warning}" for warning in desc.get("warnings") or []]
+        notes += [f"{_where(row)}: failed: {row['error']}"] if row["error"] else []
         if op_profile and result.parsed:
-            _print_op_profile(where, result.parsed)
+            notes += filter(None, [_op_profile_line(_where(row), result.parsed)])
+    click.echo("\n" + format_table(headers, rows))
+    for note in notes:
+        click.echo(note)
     click.echo(f"\nresults: {run.run_dir}")
 
 
@@ -183,12 +193,12 @@ def _describe(facts) -> str:
             f"{'?' if battery is None else battery} %")
 
 
-def _print_op_profile(where: str, parsed: dict, top: int = 5) -> None:
-    summary = parsed.get("op_profile") or []
-    ranked = sorted(summary, key=lambda entry: -(entry.get("avg_pct") or 0))[:top]
-    if ranked:
-        click.echo(f"{where}: top operators: " + ", ".join(
-            f"{entry['node_type']} {entry['avg_pct']:.1f}%" for entry in ranked if entry.get("avg_pct") is not None))
+def _op_profile_line(where: str, parsed: dict, top: int = 5) -> str | None:
+    summary = [entry for entry in parsed.get("op_profile") or [] if entry.get("avg_pct") is not None]
+    ranked = sorted(summary, key=lambda entry: -entry["avg_pct"])[:top]
+    if not ranked:
+        return None
+    return f"{where}: top operators: " + ", ".join(f"{e['node_type']} {e['avg_pct']:.1f}%" for e in ranked)
 
 
 def _ms(value_us: float | None) -> float | None:

@@ -1,0 +1,189 @@
+"""One ``benchmark_model`` run on a phone, without I/O: its command line, its verdict, its result row.
+
+* :func:`benchmark_argv` is the only place the tool's flags are spelled.
+* :func:`judge_run` turns the tool's exit status and output into ``(status, error, parsed, warnings)``. A run
+  is ``failed`` when the tool exited non-zero (a signal is named: SIGSEGV for exit status 139), when its
+  output is not benchmark_model output or the parser finds it failed or truncated, or when the requested
+  delegate silently fell back to the CPU (not applied, or applied to no node). A delegate that took only part
+  of the graph is a warning (the row measures that delegate on that model, with the rest on the CPU), or a
+  failure with ``strict_delegation``. An ``ok`` row also needs ``count`` and ``median_us``, which the
+  results schema requires; builds that print no ``median=`` are recorded as failed with that reason.
+* :func:`result_row` fills exactly the results-store columns (``device_bench.store.COLUMNS``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from mnbench.errors import BenchError, ToolOutputParseError
+
+from .parser import parse_log
+from .store import COLUMN_NAMES, utc_now
+
+DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi")
+DELEGATE_LOG_NAMES = {"xnnpack": "XNNPACK", "gpu": "GPU", "nnapi": "NNAPI"}  # as the parser names them
+RUNTIME = "benchmark_model"
+RUN_ROOT = "/data/local/tmp"
+_PARTIAL_RE = re.compile(r"delegate (?P<name>\S+) applied to (?P<nodes>\d+) of (?P<total>\d+) nodes")
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """How each run is made.
+
+    Attributes:
+        num_runs, min_secs, warmup_runs: ``--num_runs``, ``--min_secs``, ``--warmup_runs``.
+        op_profile: pass ``--enable_op_profiling=true``.
+        run_timeout_s: a run taking longer is stopped and recorded as failed.
+        cooldown_below_c: before each run, wait until the hottest thermal zone is below this (°C) ...
+        cooldown_max_wait_s: ... but no longer than this; then run anyway and record a warning.
+        cooldown_poll_s: time between temperature readings while cooling down.
+        strict_delegation: a delegate that takes only part of the graph fails the run instead of warning.
+        command_timeout_s: limit for the other device commands (facts, temperatures, hashes, cleanup).
+    """
+
+    num_runs: int = 50
+    min_secs: float = 1.0
+    warmup_runs: int = 1
+    op_profile: bool = False
+    run_timeout_s: float = 300.0
+    cooldown_below_c: float = 45.0
+    cooldown_max_wait_s: float = 120.0
+    cooldown_poll_s: float = 5.0
+    strict_delegation: bool = False
+    command_timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        for name in ("num_runs", "warmup_runs"):
+            if getattr(self, name) < 0:
+                raise BenchError(f"{name} must be >= 0, received {getattr(self, name)}")
+        for name in ("run_timeout_s", "command_timeout_s", "cooldown_poll_s"):
+            if not getattr(self, name) > 0:
+                raise BenchError(f"{name} must be > 0, received {getattr(self, name)}")
+        if self.min_secs < 0 or self.cooldown_max_wait_s < 0:
+            raise BenchError("min_secs and cooldown_max_wait_s must be >= 0")
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A local model and its result columns (``device_bench.provenance.model_columns``)."""
+
+    path: Path
+    columns: dict
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def run_dir(run_id: str) -> str:
+    """The per-run device folder, removed when the run ends."""
+    return f"{RUN_ROOT}/mnbench-{run_id}"
+
+
+def benchmark_argv(binary: str, graph: str, threads: int, delegate: str,
+                   settings: BenchSettings) -> list[str]:
+    """The tool's argv (unquoted; quote it with :func:`device_bench.transport.join`).
+
+    Raises:
+        BenchError: for an unknown delegate or threads < 1.
+    """
+    if delegate not in DELEGATES:
+        raise BenchError(f"unknown delegate {delegate!r}; choose from {', '.join(DELEGATES)}")
+    if threads < 1:
+        raise BenchError(f"threads must be >= 1, received {threads}")
+    argv = [binary, f"--graph={graph}", f"--num_threads={threads}", f"--num_runs={settings.num_runs}",
+            f"--min_secs={settings.min_secs:g}", f"--warmup_runs={settings.warmup_runs}",
+            f"--use_xnnpack={'true' if delegate == 'xnnpack' else 'false'}"]
+    argv += {"gpu": ["--use_gpu=true"], "nnapi": ["--use_nnapi=true"]}.get(delegate, [])
+    return argv + (["--enable_op_profiling=true"] if settings.op_profile else [])
+
+
+def judge_run(text: str, returncode: int, delegate: str,
+              strict_delegation: bool = False) -> tuple[str, str | None, dict | None, list[str]]:
+    """Verdict on a finished run: ``(status, error, parsed row or None, warnings)``."""
+    try:
+        parsed = parse_log(text)[-1]
+    except ToolOutputParseError:
+        parsed = None
+    warnings = list(parsed["warnings"]) if parsed else []
+    causes = [] if returncode == 0 else [exit_text(returncode)]
+    if parsed is None:
+        causes.append(f"the output ({len(text)} characters) is not benchmark_model output")
+    elif parsed["status"] != "ok":
+        causes.append(parsed["error"])
+    else:
+        error, delegation_warnings = check_delegation(parsed, delegate, strict_delegation)
+        warnings += delegation_warnings
+        if error is None and (parsed["count"] is None or parsed["median_us"] is None):
+            error = ("the log gives no count/median (an old benchmark_model build?); the results schema "
+                     "needs both for an ok row")
+        causes += [error] if error else []
+    return ("failed", ": ".join(causes), parsed, warnings) if causes else ("ok", None, parsed, warnings)
+
+
+def exit_text(returncode: int) -> str:
+    """``benchmark_model was killed by SIGSEGV (exit status 139)`` and the like."""
+    if returncode > 128:
+        try:
+            return f"benchmark_model was killed by {signal.Signals(returncode - 128).name} " \
+                   f"(exit status {returncode})"
+        except ValueError:
+            pass
+    hint = {126: " (not executable)", 127: " (not found, or a library is missing)"}.get(returncode, "")
+    return f"benchmark_model exited with status {returncode}{hint}"
+
+
+def check_delegation(parsed: dict, delegate: str, strict: bool = False) -> tuple[str | None, list[str]]:
+    """``(error, warnings)`` about how much of the graph the requested delegate took (see module doc)."""
+    name = DELEGATE_LOG_NAMES.get(delegate)
+    applied = parsed.get("delegates") or []
+    partial = [match for warning in parsed.get("warnings") or [] if (match := _PARTIAL_RE.match(warning))]
+    if name is None:
+        if "XNNPACK" in applied:
+            return None, ["XNNPACK was applied although --use_xnnpack=false was passed (this build applies "
+                          "it anyway)"]
+        return None, []
+    if name not in applied:
+        return (f"{name} delegate was not applied: the model silently ran on the CPU "
+                f"(delegates seen: {', '.join(applied) or 'none'})"), []
+    counts = [(int(match["nodes"]), int(match["total"])) for match in partial if match["name"] == name]
+    if not counts and applied[0] == name and None not in (parsed["delegate_nodes"], parsed["total_nodes"]) \
+            and parsed["delegate_nodes"] < parsed["total_nodes"]:
+        counts = [(parsed["delegate_nodes"], parsed["total_nodes"])]
+    if not counts:
+        return None, []
+    nodes, total = sum(count[0] for count in counts), sum(count[1] for count in counts)
+    message = f"{name} delegate took only {nodes} of {total} nodes; the rest ran on the CPU"
+    return (message, []) if strict else (None, [message])
+
+
+def result_row(*, run_id: str, serial: str, model: ModelFile, threads: int, delegate: str, status: str,
+               error: str | None, parsed: dict | None, run_columns: dict, desc: dict) -> dict:
+    """One results-store row of an Android run; figures come from the parser, never computed here."""
+    figures = parsed or {}
+    row = {**run_columns, **model.columns, "run_id": run_id, "utc_time": utc_now(), "target": serial,
+           "target_kind": "android", "target_desc": json.dumps(desc, sort_keys=True, default=str),
+           "runtime": RUNTIME, "threads": threads, "delegate": delegate, "status": status, "error": error,
+           "mean_us": figures.get("avg_us")}
+    for key in ("count", "init_us", "first_us", "warmup_avg_us", "avg_us", "std_us", "min_us", "max_us",
+                "median_us", "mem_peak_mb", "mem_init_mb", "mem_overall_mb"):
+        row[key] = figures.get(key)
+    unknown = set(row) - set(COLUMN_NAMES)
+    if unknown:  # a programming error: model or run columns that the schema does not have
+        raise ValueError(f"row columns not in the results schema: {sorted(unknown)}")
+    return {name: row.get(name) for name in COLUMN_NAMES}
+
+
+def run_desc(parsed: dict | None, warnings: list[str]) -> dict:
+    """The parser's figures that have no results column, for ``target_desc``."""
+    figures = parsed or {}
+    return {"tool_format": figures.get("tool_format"), "p5_us": figures.get("p5_us"),
+            "p95_us": figures.get("p95_us"), "warmup_count": figures.get("warmup_count"),
+            "num_threads_reported": figures.get("num_threads"), "delegates": figures.get("delegates"),
+            "delegate_nodes": figures.get("delegate_nodes"), "total_nodes": figures.get("total_nodes"),
+            "partitions": figures.get("partitions"), "warnings": warnings}

@@ -1,0 +1,228 @@
+"""One phone's benchmark session: connect, read facts, install the binary, run every combination, clean up.
+
+Every (model, threads, delegate) combination ends as exactly one :class:`RunResult`, ``ok`` or ``failed`` with
+its reason: a device that cannot be reached fails all of its runs, a model that cannot be pushed fails its
+own runs, a run that crashes, hangs or loses the connection fails alone. After a connection error the device
+is probed once; if it does not answer, the remaining runs fail with that reason instead of each waiting for
+its own timeout. The per-run folder :func:`~device_bench.android_run.run_dir` is removed at the end, also
+after failures (a leftover benchmark process is killed first).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from mnbench.errors import MnbenchError
+
+from .android_run import BenchSettings, ModelFile, benchmark_argv, judge_run, result_row, run_desc, run_dir
+from .binary import DEVICE_BINARY, BenchmarkBinary, install, prebuilt_binary
+from .connect import open_transport
+from .device_facts import DeviceFacts, Temperatures, cpu_mask, pin_cores, read_facts, read_temperatures
+from .errors import CommandFailed, CommandTimeout
+from .provenance import run_columns
+from .transport import Transport, join
+
+logger = logging.getLogger(__name__)
+PROBE_TIMEOUT_S = 15.0
+Combo = tuple[ModelFile, int, str]
+
+
+@dataclass
+class RunResult:
+    """One (device, model, threads, delegate) run: its store row, raw log and parser output."""
+
+    row: dict
+    raw_log: str | None = None
+    parsed: dict | None = None
+    facts: DeviceFacts | None = None
+    desc: dict = field(default_factory=dict)  # per-run part of target_desc, merged in by finish()
+
+
+class DeviceSession:
+    """Runs every combination on one device; :meth:`run` never raises for device or tool failures."""
+
+    def __init__(self, serial: str, run_id: str, models: list[ModelFile], threads: list[int],
+                 delegates: list[str], settings: BenchSettings, binary: BenchmarkBinary | None = None,
+                 connect: Callable[[str], Transport] = open_transport, stop: threading.Event | None = None,
+                 on_result: Callable[[RunResult], None] | None = None) -> None:
+        self.serial, self.run_id, self.settings, self.models = serial, run_id, settings, list(models)
+        self.combos: list[Combo] = [(model, count, delegate) for model in models for count in threads
+                                    for delegate in delegates]
+        self.binary, self.connect = binary, connect
+        self.stop = stop or threading.Event()
+        self.on_result = on_result
+        self.transport: Transport | None = None
+        self.facts: DeviceFacts | None = None
+        self.folder = run_dir(run_id)
+        self.lost: str | None = None  # why the device stopped answering
+        self.results: dict[tuple[str, int, str], RunResult] = {}
+        self.session_desc: dict = {"serial": serial}
+        self._columns = run_columns()
+
+    # ------------------------------------------------------------------------------------------ flow
+    def run(self) -> list[RunResult]:
+        """Benchmark every combination; results in combination order."""
+        try:
+            self.transport = self.connect(self.serial)
+            self.facts = read_facts(self.transport, self.serial, self.settings.command_timeout_s)
+            self.binary = self.binary or prebuilt_binary(self.facts.abilist or [self.facts.abi or "unknown"])
+            pushed = install(self.transport, self.binary, DEVICE_BINARY, self.settings.command_timeout_s)
+            self.session_desc.update(binary={**self.binary.describe(), "pushed": pushed})
+        except MnbenchError as error:
+            self.lost = f"{_stage(self.transport, self.facts)}: {error}"
+        if self.lost is None:
+            try:
+                self._shell(f"mkdir -p {join([self.folder])}")
+                for model in self.models:
+                    self._bench_model(model)
+            except MnbenchError as error:
+                self.lost = self.lost or f"cannot create {self.folder}: {error}"
+            finally:
+                self._clean_up()
+        if self.transport is not None:
+            self.transport.close()
+        return self._finish()
+
+    def _bench_model(self, model: ModelFile) -> None:
+        if self.lost or self.stop.is_set():
+            return
+        remote = f"{self.folder}/{model.name}"
+        try:
+            self.transport.push(model.path, remote)
+        except MnbenchError as error:
+            for combo in self.combos:
+                if combo[0] is model:
+                    self._record(combo, "failed", f"push of {model.name} failed: {error}", None, None, {})
+            self._probe(error)
+            return
+        for combo in self.combos:
+            if combo[0] is model and not self.lost and not self.stop.is_set():
+                self._bench_one(combo, remote)
+
+    def _bench_one(self, combo: Combo, remote: str) -> None:
+        model, threads, delegate = combo
+        cores = pin_cores(self.facts, threads) if self.facts.has_tool("taskset") else ()
+        mask = cpu_mask(cores)
+        desc: dict = {"taskset_mask": mask, "pinned_cpus": list(cores)}
+        why = ("no core's max frequency is known" if self.facts.has_tool("taskset")
+               else "no taskset on the device")
+        notes = [] if mask else [f"not pinned: {why}"]
+        try:
+            before, waited_s, note = self._cool_down()
+        except MnbenchError as error:
+            self._record(combo, "failed", f"cannot read the temperatures before the run: {error}", None, None,
+                         desc)
+            self._probe(error)
+            return
+        notes += [note] if note else []
+        argv = benchmark_argv(DEVICE_BINARY, remote, threads, delegate, self.settings)
+        command = join((["taskset", mask] if mask else []) + argv) + " 2>&1"
+        desc.update(command=command, cooldown_wait_s=round(waited_s, 3), temperatures_before=before.as_dict())
+        log, returncode = None, None
+        try:
+            completed = self.transport.shell(command, self.settings.run_timeout_s)
+            log, returncode = completed.stdout + completed.stderr, completed.returncode
+            status, error, parsed, warnings = judge_run(log, returncode, delegate,
+                                                        self.settings.strict_delegation)
+        except CommandTimeout:
+            status, error, parsed, warnings = "failed", (
+                f"timed out after {self.settings.run_timeout_s:g} s; benchmark_model was stopped"), None, []
+            self._kill_leftovers()
+        except MnbenchError as lost:
+            status, error, parsed, warnings = "failed", f"connection lost during the run: {lost}", None, []
+            self._probe(lost)
+        after = self._temperatures() if not self.lost else None
+        desc.update(temperatures_after=after.as_dict() if after else None, exit_status=returncode,
+                    **run_desc(parsed, notes + warnings))
+        raw = None if log is None else (f"# mnbench: {self.serial} run {self.run_id}\n# command: {command}\n"
+                                        f"# exit status: {returncode}\n{log}")
+        self._record(combo, status, error, parsed, raw, desc)
+
+    # ------------------------------------------------------------------------------------------ device
+    def _shell(self, command: str) -> str:
+        completed = self.transport.shell(command, self.settings.command_timeout_s)
+        if not completed.ok:
+            raise CommandFailed(command, completed.returncode, completed.stderr or completed.stdout)
+        return completed.stdout
+
+    def _cool_down(self) -> tuple[Temperatures, float, str | None]:
+        """Wait until the hottest zone is below the threshold, at most cooldown_max_wait_s."""
+        started = time.monotonic()
+        while True:
+            temperatures = read_temperatures(self.transport, self.settings.command_timeout_s)
+            hottest, waited_s = temperatures.hottest(), time.monotonic() - started
+            if hottest is None or hottest.temp_c < self.settings.cooldown_below_c:
+                return temperatures, waited_s, None
+            if waited_s >= self.settings.cooldown_max_wait_s or self.stop.is_set():
+                return temperatures, waited_s, (
+                    f"still {hottest.temp_c:g} °C in thermal zone {hottest.zone} ({hottest.type}) after "
+                    f"cooling down for {waited_s:.1f} s "
+                    f"(target: below {self.settings.cooldown_below_c:g} °C)")
+            self.stop.wait(min(self.settings.cooldown_poll_s, self.settings.cooldown_max_wait_s - waited_s))
+
+    def _temperatures(self) -> Temperatures | None:
+        try:
+            return read_temperatures(self.transport, self.settings.command_timeout_s)
+        except MnbenchError as error:
+            logger.warning("%s: cannot read temperatures after the run: %s", self.serial, error)
+            return None
+
+    def _probe(self, error: Exception) -> None:
+        """After a connection error: does the device still answer? If not, the remaining runs fail."""
+        try:
+            self.transport.shell("true", PROBE_TIMEOUT_S)
+        except MnbenchError as probe:
+            self.lost = f"device lost after: {error} (reconnecting failed: {probe})"
+
+    def _kill_leftovers(self) -> None:
+        # The pattern matches the tool's "--graph=<run dir>/" argument but not this command's own text.
+        pattern = "[-]-graph=" + self.folder.replace(".", "[.]") + "/"
+        try:
+            self.transport.shell(f"pkill -KILL -f {join([pattern])} 2>/dev/null; true", PROBE_TIMEOUT_S)
+        except MnbenchError as error:
+            logger.warning("%s: could not stop a leftover benchmark_model: %s", self.serial, error)
+
+    def _clean_up(self) -> None:
+        try:
+            self._kill_leftovers()
+            self._shell(f"rm -rf {join([self.folder])}")
+            self.session_desc["cleanup"] = "removed " + self.folder
+        except MnbenchError as error:
+            self.session_desc["cleanup"] = f"failed: {self.folder} may remain on the device ({error})"
+            logger.warning("%s: %s", self.serial, self.session_desc["cleanup"])
+
+    # ------------------------------------------------------------------------------------------ results
+    def _record(self, combo: Combo, status: str, error: str | None, parsed: dict | None, raw: str | None,
+                desc: dict) -> None:
+        model, threads, delegate = combo
+        row = result_row(run_id=self.run_id, serial=self.serial, model=model, threads=threads,
+                         delegate=delegate, status=status, error=error, parsed=parsed,
+                         run_columns=self._columns, desc={})
+        result = RunResult(row, raw, parsed, self.facts, desc)
+        self.results[(model.name, threads, delegate)] = result
+        if self.on_result is not None:
+            self.on_result(result)
+
+    def _finish(self) -> list[RunResult]:
+        """Fail the runs that never ran, then write each row's target_desc (facts + session + run)."""
+        reason = self.lost or ("interrupted before this run" if self.stop.is_set() else "not run")
+        for combo in self.combos:
+            if (combo[0].name, combo[1], combo[2]) not in self.results:
+                self._record(combo, "failed", reason, None, None, {})
+        facts = self.facts.as_dict() if self.facts else {"serial": self.serial}
+        ordered = [self.results[(model.name, threads, delegate)] for model, threads, delegate in self.combos]
+        for result in ordered:
+            desc = {**facts, **self.session_desc, "run": result.desc}
+            result.row["target_desc"] = json.dumps(desc, sort_keys=True, default=str)
+        return ordered
+
+
+def _stage(transport: Transport | None, facts: DeviceFacts | None) -> str:
+    if transport is None:
+        return "cannot connect"
+    return "cannot read the device facts" if facts is None else "cannot install benchmark_model"
