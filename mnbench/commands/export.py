@@ -53,27 +53,16 @@ def export(versions, quants, alpha, resolution, knobs, num_classes, weights, cal
     fused = TFLite's int8 HARD_SWISH op (not taken by XNNPACK; NEON-optimised on ARM);
     float = HARD_SWISH kept in float inside the int8 graph.
     """
-    from mobilenets_tf import configure
-
-    from export.int8 import Lowering
-    from export.pipeline import ExportRequest, export_many
-    from export.quantization import IoType, Quant
+    from export.pipeline import export_many
 
     if precision == "auto" and target != "host":
         raise MnbenchError(f"--precision auto --target {target}: per-block timing on a phone is not implemented "
                            "yet; profile it with `mnbench device --op-profile` and pass --float-blocks")
-    blocks = tuple(b.strip() for b in float_blocks.split(",") if b.strip())
-    modes = QUANTS if "all" in quants else tuple(dict.fromkeys(quants))
-    knob_values = parse_knobs(knobs)
-    requests = {}
-    for version in dict.fromkeys(versions):
-        config = configure(version, alpha, resolution, num_classes, knobs=knob_values)
-        for quant in modes:
-            for lowering in dict.fromkeys(lowerings):
-                request = ExportRequest(config, Quant(quant), IoType(io_type), weights, calib_dir, calib_samples,
-                                        not no_verify, Lowering(lowering), precision, blocks, threads)
-                requests.setdefault((quant, version, request.lowering), request)   # lowering only matters for int8 V3
-    requests = list(requests.values())
+    common = dict(alpha=alpha, resolution=resolution, num_classes=num_classes, knobs=parse_knobs(knobs),
+                  io=io_type, weights=weights, calib_dir=calib_dir, calib_samples=calib_samples,
+                  verify=not no_verify, precision=precision, threads=threads,
+                  float_blocks=tuple(b.strip() for b in float_blocks.split(",") if b.strip()))
+    requests = _requests(versions, QUANTS if "all" in quants else quants, lowerings, **common)
     with _progress(len(requests), as_json) as bar:
         results = export_many(requests, out_dir, force, on_done=lambda record: bar.update())
     if as_json:
@@ -82,8 +71,31 @@ def export(versions, quants, alpha, resolution, knobs, num_classes, weights, cal
     click.echo(format_table(["model", "size MB", "seconds", "fidelity vs Keras", "partitions", "status"],
                             [[r["file"], r["size_bytes"] / 1e6, r["export_seconds"], _fidelity(r),
                               r["delegation"]["partitions"], "cached" if r["cached"] else "built"] for r in results]))
+    for record in results:
+        if record["float_ops"] and not record.get("conversion", {}).get("float_blocks"):
+            click.echo(f"warning: {record['file']} keeps float operators: {', '.join(record['float_ops'][:8])}",
+                       err=True)
+    calibration = results[0]["calibration"]
     click.echo(f"\nwritten to {out_dir}/ (a .json sidecar beside each model); "
-               f"calibration: {results[0]['calibration']['source'] if results[0]['calibration'] else 'none'}")
+               f"calibration: {calibration['source'] if calibration else 'none'}")
+
+
+def _requests(versions, quants, lowerings, *, alpha, resolution, num_classes, knobs, io, **options) -> list:
+    """One request per (version, quantization, lowering); the lowering only multiplies int8 V3 models."""
+    from mobilenets_tf import configure
+
+    from export.int8 import Lowering
+    from export.pipeline import ExportRequest
+    from export.quantization import IoType, Quant
+
+    requests = {}
+    for version in dict.fromkeys(versions):
+        config = configure(version, alpha, resolution, num_classes, knobs=knobs)
+        for quant in dict.fromkeys(quants):
+            for lowering in dict.fromkeys(lowerings):
+                request = ExportRequest(config, Quant(quant), IoType(io), hswish=Lowering(lowering), **options)
+                requests.setdefault((version, quant, request.lowering), request)
+    return list(requests.values())
 
 
 def _progress(total: int, quiet: bool):
