@@ -33,7 +33,14 @@ def echo_json(value) -> None:
     click.echo(json.dumps(value, indent=2, default=str))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+class _InOrder(click.Group):
+    """Lists commands in the order they were added (the order of a user's work), not alphabetically."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+
+@click.group(cls=_InOrder, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="mnbench")
 @click.option("-v", "--verbose", is_flag=True, help="Show debug logging and tracebacks.")
 @click.pass_context
