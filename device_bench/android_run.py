@@ -119,9 +119,8 @@ def judge_run(text: str, returncode: int, delegate: str,
     else:
         error, delegation_warnings = check_delegation(parsed, delegate, strict_delegation)
         warnings += delegation_warnings
-        if error is None and (parsed["count"] is None or parsed["median_us"] is None):
-            error = ("the log gives no count/median (an old benchmark_model build?); the results schema "
-                     "needs both for an ok row")
+        if error is None and (parsed["count"] is None or parsed["avg_us"] is None):
+            error = "the log gives no run count or average latency"
         causes += [error] if error else []
     return ("failed", ": ".join(causes), parsed, warnings) if causes else ("ok", None, parsed, warnings)
 

@@ -208,7 +208,9 @@ def _prepare_row(row: Mapping[str, Any], run_id: str, where: str) -> dict[str, A
     if not _UTC_RE.fullmatch(record["utc_time"]):
         raise SchemaError(f"{where}: utc_time must be ISO 8601 ending in Z, received {record['utc_time']!r}")
     missing = [name for name in REQUIRED if record[name] is None]
-    missing += [name for name in ("count", "median_us") if record["status"] == "ok" and record[name] is None]
+    if record["status"] == "ok":   # an ok row has a run count and a central figure (older tools print no median)
+        missing += ["count"] if record["count"] is None else []
+        missing += ["median_us or avg_us"] if record["median_us"] is None and record["avg_us"] is None else []
     missing += ["error"] if record["status"] == "failed" and record["error"] is None else []
     if missing:
         raise SchemaError(f"{where} ({row_key(record)}) lacks required values: {', '.join(missing)}")
