@@ -39,6 +39,13 @@ class ExportRequest:
     precision: str = "int8"                 # int8: every block int8; auto: latency-aware mix (export.mixed)
     float_blocks: tuple[str, ...] = ()      # explicit mixed precision: these blocks stay float32
     threads: int = 2                        # the thread count precision=auto decides for
+    int8_softmax: bool = False              # keep the final softmax in int8 models (XNNPACK cannot run it)
+
+    @property
+    def ends_in_softmax(self) -> bool:
+        """int8 models end at the logits unless asked: XNNPACK has no int8 softmax, so keeping it would
+        leave the graph not fully delegated; top-1/top-5 are the same on logits."""
+        return self.config.include_top and (self.quant is not Quant.INT8 or self.int8_softmax)
 
     @property
     def lowering(self) -> Lowering | None:
@@ -69,6 +76,8 @@ def request_stem(request: ExportRequest) -> str:
         stem += f"_precision-auto-t{request.threads}"
     if request.quant is Quant.INT8 and request.float_blocks:
         stem += "_float-" + "-".join(request.float_blocks)
+    if request.quant is Quant.INT8 and request.int8_softmax:
+        stem += "_softmax"
     return stem
 
 
@@ -89,6 +98,7 @@ def tool_versions() -> dict[str, str]:
 def cache_key(request: ExportRequest, calib: calibration.CalibrationSet | None, weights_sha: str | None) -> str:
     payload = {"config": request.config.as_dict(), "quant": request.quant.value, "io": request.io.value,
                "hswish": request.lowering.value if request.lowering else None,
+               "softmax": request.ends_in_softmax,
                "precision": [request.precision, list(request.float_blocks),
                              request.threads if request.precision == "auto" else None],
                "weights": weights_sha or "random", "verify": request.verify, "tools": tool_versions(),
@@ -141,9 +151,11 @@ class _Prepared:
     reference: tuple | None
     frozen: dict
 
-    def frozen_graph(self, config: ModelConfig, hswish: str):
-        """The model as a frozen concrete function, with h-swish built as ``hswish`` (same weights)."""
-        if hswish not in self.frozen:
+    def frozen_graph(self, config: ModelConfig, hswish: str, softmax: bool = True):
+        """The model as a frozen concrete function, with h-swish built as ``hswish``, ending in a softmax or at
+        the logits (same weights)."""
+        key = (hswish, softmax and config.include_top)
+        if key not in self.frozen:
             from mobilenets_tf import _quiet  # noqa: F401
 
             import tensorflow as tf
@@ -153,15 +165,16 @@ class _Prepared:
             from mobilenets_tf.keras_apps import transfer_weights
 
             model = self.model
-            if hswish != "builtin":
-                model = build_from_config(config, batch_size=1, hswish=hswish)
+            if key != ("builtin", config.include_top):
+                model = build_from_config(config, batch_size=1, hswish=hswish,
+                                          classifier_activation="softmax" if key[1] else None)
                 transfer_weights(self.model, model)
             # A frozen concrete function converts to the same graph as from_keras_model (which writes a
             # SavedModel first) in less than half the time.
             spec = tf.TensorSpec(model.input.shape, tf.float32, name="image")
             function = tf.function(lambda image: model(image, training=False)).get_concrete_function(spec)
-            self.frozen[hswish] = convert_variables_to_constants_v2(function)
-        return self.frozen[hswish]
+            self.frozen[key] = convert_variables_to_constants_v2(function)
+        return self.frozen[key]
 
 
 def _prepare(request: ExportRequest, calib: calibration.CalibrationSet | None) -> _Prepared:
@@ -197,7 +210,7 @@ def _convert_int8(prepared: _Prepared, request: ExportRequest, calib) -> tuple[b
     from .int8 import quantize
 
     hswish = "decomposed" if request.lowering is Lowering.DECOMPOSED else "builtin"
-    frozen = prepared.frozen_graph(request.config, hswish)
+    frozen = prepared.frozen_graph(request.config, hswish, request.ends_in_softmax)
     lowering = request.lowering or Lowering.FUSED
 
     def build(blocks: tuple[str, ...] = ()) -> bytes:
@@ -214,9 +227,9 @@ def _convert_int8(prepared: _Prepared, request: ExportRequest, calib) -> tuple[b
 
     def sqnr(model: bytes) -> float:
         outputs, logits = run_tflite(model, calib.images)
-        if reference[1] is not None and logits is not None:
-            return compare(reference[1], logits)["sqnr_db"]
-        return compare(reference[0], outputs)["sqnr_db"]
+        if reference[1] is None:
+            return compare(reference[0], outputs)["sqnr_db"]
+        return compare(reference[1], logits if request.ends_in_softmax else outputs)["sqnr_db"]
 
     data, decision = mixed.decide(fp32, data, build, sqnr, request.threads)
     return data, {**info, "float_blocks": decision["float_blocks"] if decision["chosen"] == "mixed" else [],
@@ -291,14 +304,15 @@ def _write(prepared: _Prepared, request: ExportRequest, calib, key: str, tflite:
 
     data, conversion = convert(prepared, request, calib)
     lowering = request.lowering.value if request.lowering else None
+    output = "probabilities" if request.ends_in_softmax else "logits"
     embedded = {"config": request.config.as_dict(), "quant": request.quant.value, "io": request.io.value,
-                "hswish": lowering,
+                "hswish": lowering, "output": output,
                 "weights": prepared.weights["source"], "input_range": list(request.config.spec.input_range),
                 "mnbench": tool_versions()["mnbench"]}
     data = tflite_file.embed_metadata(data, embedded)
     verification = None
     if request.verify:
-        verification = verify(data, prepared.reference, calib.images, request.quant)
+        verification = verify(data, prepared.reference, calib.images, request.quant, request.ends_in_softmax)
     _atomic_write(tflite, data)
     info = tflite_file.describe(tflite)
     report = request.config.cost()
@@ -307,7 +321,7 @@ def _write(prepared: _Prepared, request: ExportRequest, calib, key: str, tflite:
         "config": request.config.as_dict(), "version": request.config.version, "alpha": request.config.alpha,
         "resolution": request.config.resolution, "knobs": request.config.knobs,
         "params": report.params, "macs": report.macs, "quant": request.quant.value, "io": request.io.value,
-        "hswish": lowering, "conversion": conversion, "inputs": info["inputs"], "outputs": info["outputs"],
+        "hswish": lowering, "output": output, "conversion": conversion, "inputs": info["inputs"], "outputs": info["outputs"],
         "op_histogram": info["op_histogram"],
         "float_ops": info["float_ops"] if request.quant is Quant.INT8 else [],
         "delegation": info["delegation"], "weights": prepared.weights,

@@ -73,14 +73,18 @@ def keras_reference(model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray |
     return model.predict(images, batch_size=16, verbose=0), None
 
 
-def verify(data: bytes, keras_outputs: tuple, images: np.ndarray, quant: Quant) -> dict:
+def verify(data: bytes, keras_outputs: tuple, images: np.ndarray, quant: Quant, softmax: bool = True) -> dict:
     """Compare the exported model with the Keras outputs (``keras_reference``) on ``images``.
+
+    ``softmax`` False: the model ends at the logits (int8 models by default), compared with Keras' logits.
 
     Raises:
         ExportError: a float32 model whose outputs differ from Keras by more than 1e-4.
     """
     reference, reference_logits = keras_outputs
     outputs, logits = run_tflite(data, images)
+    if not softmax and reference_logits is not None:
+        reference, logits = reference_logits, outputs
     metrics = {"outputs": compare(reference, outputs)}
     if logits is not None and reference_logits is not None:
         metrics["logits"] = compare(reference_logits, logits)

@@ -28,10 +28,17 @@ def test_decomposed_is_one_partition_with_no_hardswish(lowered):
     names, histogram = _ops(record)
     assert record["file"] == "v3-small_a0.50_r96_int8.tflite" and record["hswish"] == "decomposed"
     assert "HARD_SWISH" not in names and all(key.endswith(":INT8") for key in histogram)
-    assert record["delegation"]["partitions"] == 1
-    assert set(record["delegation"]["ops_outside_delegate"]) <= {"SOFTMAX"}   # XNNPACK has no int8 softmax
+    assert record["delegation"] == {"partitions": 1, "ops_outside_delegate": {}, "nodes": record["delegation"]["nodes"]}
+    assert record["output"] == "logits" and "SOFTMAX:INT8" not in histogram
     info = describe(record["path"] / record["file"])
     assert set(info["tensor_types"]) <= {"int8", "int32"}
+
+
+def test_int8_softmax_on_request_runs_outside_xnnpack(tmp_path):
+    record = export(ExportRequest(CONFIG, Quant.INT8, calib_samples=8, int8_softmax=True), tmp_path)
+    assert record["file"] == "v3-small_a0.50_r96_int8_softmax.tflite" and record["output"] == "probabilities"
+    assert record["op_histogram"]["SOFTMAX:INT8"] == 1
+    assert record["delegation"]["ops_outside_delegate"] == {"SOFTMAX": 1}
 
 
 def test_fused_keeps_int8_hardswish_outside_the_delegate(lowered):

@@ -39,13 +39,16 @@ QUANTS = ("fp32", "fp16", "dynamic", "int8")
 @click.option("--target", default="host", show_default=True, help="What --precision auto measures on.")
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True,
               help="Thread count --precision auto decides for.")
+@click.option("--int8-softmax", is_flag=True,
+              help="Keep the final softmax in int8 models (default: they end at the logits, as XNNPACK has no "
+                   "int8 softmax).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("results/models"),
               show_default=True, help="Output folder.")
 @click.option("--force", is_flag=True, help="Rebuild even if an up-to-date model exists.")
 @click.option("--no-verify", is_flag=True, help="Skip the comparison with the Keras model.")
 @click.option("--json", "as_json", is_flag=True, help="Print the sidecars as a JSON array.")
 def export(versions, quants, alpha, resolution, knobs, num_classes, weights, calib_dir, calib_samples, io_type, lowerings,
-           precision, float_blocks, target, threads, out_dir, force, no_verify, as_json) -> None:
+           precision, float_blocks, target, threads, int8_softmax, out_dir, force, no_verify, as_json) -> None:
     """Convert MobileNets to LiteRT models, calibrated on real images and verified against Keras.
 
     \b
@@ -60,7 +63,7 @@ def export(versions, quants, alpha, resolution, knobs, num_classes, weights, cal
                            "yet; profile it with `mnbench device --op-profile` and pass --float-blocks")
     common = dict(alpha=alpha, resolution=resolution, num_classes=num_classes, knobs=parse_knobs(knobs),
                   io=io_type, weights=weights, calib_dir=calib_dir, calib_samples=calib_samples,
-                  verify=not no_verify, precision=precision, threads=threads,
+                  verify=not no_verify, precision=precision, threads=threads, int8_softmax=int8_softmax,
                   float_blocks=tuple(b.strip() for b in float_blocks.split(",") if b.strip()))
     requests = _requests(versions, QUANTS if "all" in quants else quants, lowerings, **common)
     with _progress(len(requests), as_json) as bar:
