@@ -95,6 +95,16 @@ def tool_versions() -> dict[str, str]:
     return result
 
 
+def code_digest() -> str:
+    """sha256 of the builder and exporter sources: a model made by other code is not up to date."""
+    digest = hashlib.sha256()
+    root = Path(__file__).resolve().parent.parent
+    for package in ("mobilenets_tf", "export"):
+        for source in sorted((root / package).glob("*.py")):
+            digest.update(source.name.encode() + source.read_bytes())
+    return digest.hexdigest()
+
+
 def cache_key(request: ExportRequest, calib: calibration.CalibrationSet | None, weights_sha: str | None) -> str:
     payload = {"config": request.config.as_dict(), "quant": request.quant.value, "io": request.io.value,
                "hswish": request.lowering.value if request.lowering else None,
@@ -102,6 +112,7 @@ def cache_key(request: ExportRequest, calib: calibration.CalibrationSet | None, 
                "precision": [request.precision, list(request.float_blocks),
                              request.threads if request.precision == "auto" else None],
                "weights": weights_sha or "random", "verify": request.verify, "tools": tool_versions(),
+               "code": code_digest(),
                "calibration": calib.digest if calib else None, "samples": request.calib_samples}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
