@@ -60,9 +60,9 @@ def spread(items: list, count: int) -> list:
 
 def preprocess(image, resolution: int, input_range: tuple[float, float]) -> np.ndarray:
     """A PIL image -> (resolution, resolution, 3) float32 in ``input_range``."""
-    from PIL import Image
+    from PIL import Image, ImageOps
 
-    image = image.convert("RGB")
+    image = ImageOps.exif_transpose(image).convert("RGB")    # phone JPEGs store rotation in EXIF
     short = resolution / CROP_FRACTION
     scale = short / min(image.size)
     size = (max(resolution, round(image.size[0] * scale)), max(resolution, round(image.size[1] * scale)))

@@ -63,10 +63,14 @@ def _load_keras_application_weights(config: ModelConfig, model, path: Path, own_
 
     if not is_canonical(config):
         raise ExportError(f"weights {path} do not fit {config.version} with these knobs: {_short(own_error)}")
+    import warnings
+
     try:
-        source = keras_application(config, weights=str(path))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message=".*(Skipping|could not be loaded|freshly-initialized).*")
+            source = keras_application(config, weights=str(path))
         transfer_weights(source, model)
-    except (ValueError, OSError, SpecError) as error:
+    except (ValueError, OSError, SpecError, UserWarning):
         raise ExportError(f"weights {path} do not fit {config.version} alpha={config.alpha:g} "
                           f"resolution={config.resolution}: {_short(own_error)}") from None
 

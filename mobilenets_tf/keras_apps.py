@@ -25,9 +25,10 @@ _APPLICATIONS = {
 
 
 def is_canonical(config: ModelConfig) -> bool:
-    """True when keras.applications builds the same architecture (default knobs except minimalistic)."""
+    """True when keras.applications builds the same architecture: default knobs (minimalistic allowed) at a
+    width it publishes (keras.applications rounds some layers differently at other widths)."""
     changed = set(config.non_default_knobs) - {"minimalistic"}
-    return not changed
+    return not changed and config.alpha in config.spec.canonical_alphas
 
 
 def keras_application(config: ModelConfig, weights: str | None = None, batch_size: int | None = None,

@@ -1,9 +1,10 @@
 """The subcommands, in the order ``mnbench --help`` lists them."""
 
+from .accuracy import evaluate, finetune
 from .bench import bench
 from .device import device, devices, parse
 from .export import export, inspect
 from .models import info, models
 from .profile import profile
 
-COMMANDS = [models, info, export, inspect, bench, profile, devices, device, parse]
+COMMANDS = [models, info, export, inspect, bench, profile, devices, device, parse, finetune, evaluate]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..cli import VERSIONS, echo_json, parse_knobs
+from ..cli import VERSIONS, echo_json
 from ..errors import MnbenchError
 from ..table import format_table
 from .models import config_options
@@ -16,8 +16,8 @@ QUANTS = ("fp32", "fp16", "dynamic", "int8")
 
 
 @click.command()
-@click.option("--version", "versions", type=click.Choice(VERSIONS), multiple=True, required=True,
-              help="MobileNet version (repeat for several).")
+@click.option("--version", "versions", type=click.Choice(VERSIONS), multiple=True,
+              help="MobileNet version (repeat for several; optional with --weights from `mnbench finetune`).")
 @click.option("--quant", "quants", type=click.Choice(QUANTS + ("all",)), multiple=True, default=("fp32",),
               show_default=True, help="Quantization (repeat, or 'all').")
 @config_options
@@ -47,7 +47,8 @@ QUANTS = ("fp32", "fp16", "dynamic", "int8")
 @click.option("--force", is_flag=True, help="Rebuild even if an up-to-date model exists.")
 @click.option("--no-verify", is_flag=True, help="Skip the comparison with the Keras model.")
 @click.option("--json", "as_json", is_flag=True, help="Print the sidecars as a JSON array.")
-def export(versions, quants, alpha, resolution, knobs, num_classes, weights, calib_dir, calib_samples, io_type, lowerings,
+@click.pass_context
+def export(ctx, versions, quants, alpha, resolution, knobs, num_classes, weights, calib_dir, calib_samples, io_type, lowerings,
            precision, float_blocks, target, threads, int8_softmax, out_dir, force, no_verify, as_json) -> None:
     """Convert MobileNets to LiteRT models, calibrated on real images and verified against Keras.
 
@@ -61,8 +62,11 @@ def export(versions, quants, alpha, resolution, knobs, num_classes, weights, cal
     if precision == "auto" and target != "host":
         raise MnbenchError(f"--precision auto --target {target}: per-block timing on a phone is not implemented "
                            "yet; profile it with `mnbench device --op-profile` and pass --float-blocks")
-    common = dict(alpha=alpha, resolution=resolution, num_classes=num_classes, knobs=parse_knobs(knobs),
-                  io=io_type, weights=weights, calib_dir=calib_dir, calib_samples=calib_samples,
+    from .accuracy import carried_options
+
+    carried = carried_options(ctx, versions, alpha, resolution, knobs, num_classes, weights, calib_dir)
+    versions = carried.pop("versions")
+    common = dict(**carried, io=io_type, weights=weights, calib_samples=calib_samples,
                   verify=not no_verify, precision=precision, threads=threads, int8_softmax=int8_softmax,
                   float_blocks=tuple(b.strip() for b in float_blocks.split(",") if b.strip()))
     requests = _requests(versions, QUANTS if "all" in quants else quants, lowerings, **common)
