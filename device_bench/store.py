@@ -55,7 +55,9 @@ _PARSERS = {STR: str, INT: int, FLOAT: float}
 
 
 class StoreError(BenchError):
-    """A results file that is missing, corrupt or not in the results schema."""
+    """A results file that is missing, corrupt or not in the results schema (bad input: exit 2)."""
+
+    exit_code = 2
 
 
 class RunExistsError(StoreError):

@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     _register()
     verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
     try:
-        cli.main(args=argv, prog_name="mnbench", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="mnbench", standalone_mode=False)
+        return code if isinstance(code, int) else 0    # click returns (not raises) a command's Exit code
     except click.exceptions.Exit as done:
         return done.exit_code
     except click.Abort:

@@ -2,9 +2,11 @@
 
 from .accuracy import evaluate, finetune
 from .bench import bench
+from .compare import ab, compare, report
 from .device import device, devices, parse
 from .export import export, inspect
 from .models import info, models
 from .profile import profile
 
-COMMANDS = [models, info, export, inspect, bench, profile, devices, device, parse, finetune, evaluate]
+COMMANDS = [models, info, export, inspect, bench, profile, compare, ab, report, devices, device, parse, finetune,
+            evaluate]
