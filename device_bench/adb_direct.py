@@ -29,7 +29,7 @@ from mnbench.errors import DeviceError
 
 from .errors import (CommandTimeout, ConnectionLost, DeviceNotFound, DeviceUnauthorized, ProtocolError,
                      TransferFailed)
-from .transport import Completed, decode_output, split_exit_marker, wrap_with_exit_marker
+from .transport import ClosingTransport, Completed, decode_output, split_exit_marker, wrap_with_exit_marker
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ def _is_usb_timeout(error: BaseException) -> bool:
     return type(getattr(error, "usb_error", None)).__name__ == "USBErrorTimeout"
 
 
-class AdbDirectTransport:
+class AdbDirectTransport(ClosingTransport):
     """:class:`~device_bench.transport.Transport` over adb-shell, straight to adbd.
 
     Build one with :meth:`tcp` or :meth:`usb`; it connects lazily (or call :meth:`connect`).
@@ -290,12 +290,6 @@ class AdbDirectTransport:
             self._device.close()
         except Exception:  # noqa: BLE001 - closing a broken connection must not raise
             logger.debug("error while closing %s", self._serial, exc_info=True)
-
-    def __enter__(self) -> "AdbDirectTransport":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # ------------------------------------------------------------------------------------ operations
     def shell(self, cmd: str, timeout_s: float) -> Completed:

@@ -21,7 +21,7 @@ from mnbench.errors import DeviceError
 
 from .errors import (AdbServerUnavailable, CommandTimeout, ConnectionLost, DeviceNotFound, DeviceOffline,
                      DeviceUnauthorized, ProtocolError, TransferFailed)
-from .transport import Completed, DeviceEntry, decode_output, split_exit_marker, wrap_with_exit_marker
+from .transport import ClosingTransport, Completed, DeviceEntry, decode_output, split_exit_marker, wrap_with_exit_marker
 
 __all__ = ["AdbServer", "AdbServerTransport", "DeviceEntry", "list_devices", "parse_devices_l", "server_port"]
 
@@ -210,7 +210,7 @@ def list_devices(server: AdbServer | None = None) -> list[DeviceEntry]:
     return (server or AdbServer()).list_devices()
 
 
-class AdbServerTransport:
+class AdbServerTransport(ClosingTransport):
     """:class:`~device_bench.transport.Transport` to one device through an adb server.
 
     Args:
@@ -240,12 +240,6 @@ class AdbServerTransport:
 
     def close(self) -> None:
         """Nothing to release: every operation uses its own socket."""
-
-    def __enter__(self) -> "AdbServerTransport":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # ------------------------------------------------------------------------------------ shell
     def shell(self, cmd: str, timeout_s: float) -> Completed:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from mnbench.errors import BenchError
+from mnbench.files import file_sha256
 
 from .errors import CommandFailed, TransferFailed
 from .transport import Transport, join
@@ -76,12 +77,6 @@ class BenchmarkBinary:
                 "file": self.path.name if self.source == "user" else None}
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def user_binary(path: Path) -> BenchmarkBinary:

@@ -61,6 +61,19 @@ class DeviceEntry:
     transport_id: int | None = None
 
 
+class ClosingTransport:
+    """Mixin for transports: ``with transport:`` closes it on the way out."""
+
+    def close(self) -> None:  # overridden by every transport
+        """Release the connection."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 @runtime_checkable
 class Transport(Protocol):
     """What the harness needs from a device connection."""

@@ -304,9 +304,9 @@ def _weights_digest(weights: Path | None) -> str | None:
         return None
     if not Path(weights).is_file():
         raise ExportError(f"weights file {weights} does not exist")
-    from .weights import file_digest
+    from mnbench.files import file_sha256
 
-    return file_digest(weights)
+    return file_sha256(weights)
 
 
 def _write(prepared: _Prepared, request: ExportRequest, calib, key: str, tflite: Path, sidecar: Path,

@@ -7,19 +7,17 @@ BatchNorm would pass activations through unscaled).
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
+from mnbench.files import file_sha256
 from mnbench.errors import ExportError, SpecError
 from mobilenets_tf.config import ModelConfig
 
 RANDOM_SEED = 0
 
 
-def file_digest(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def build_model(config: ModelConfig, weights: Path | None, images: np.ndarray):
@@ -43,7 +41,7 @@ def build_model(config: ModelConfig, weights: Path | None, images: np.ndarray):
     except Exception as own_error:  # not that layout: try keras.applications' for this configuration
         kind = "keras.applications weights, transferred"
         _load_keras_application_weights(config, model, weights, own_error)
-    return model, {"source": f"{weights} ({kind} weights)", "sha256": file_digest(weights)}
+    return model, {"source": f"{weights} ({kind} weights)", "sha256": file_sha256(weights)}
 
 
 def _load_strictly(model, path: Path) -> None:

@@ -9,13 +9,13 @@ sidecar left beside other weights is refused) and how training went. ``mnbench e
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from mnbench.files import file_sha256
 from mobilenets_tf.config import ModelConfig
 
 from .errors import WeightsFileError
@@ -52,12 +52,6 @@ def preprocessing(config: ModelConfig) -> dict:
             "input_range": list(config.spec.input_range)}
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_sidecar(weights: Path, config: ModelConfig, class_names, training: dict) -> Path:
