@@ -66,9 +66,13 @@ def runtime_version() -> str:
         return "ai-edge-litert (not installed)"
 
 
-def run_worker(model: Path, threads: int, params: HostParams) -> dict:
-    """One fresh process measuring ``model``; returns the worker's JSON (``ok`` False with ``error`` on failure)."""
-    payload = json.dumps({"model": str(model), "threads": threads, **asdict(params)})
+def run_worker(model: Path, threads: int, params: HostParams, inputs: list[list[int]] | None = None) -> dict:
+    """One fresh process measuring ``model``; returns the worker's JSON (``ok`` False with ``error`` on failure).
+
+    With ``inputs`` (input tensor indices per subgraph) every subgraph is timed, in rounds.
+    """
+    extra = {} if inputs is None else {"inputs": inputs}
+    payload = json.dumps({"model": str(model), "threads": threads, **asdict(params), **extra})
     timeout_s = params.max_secs * 2 + params.warmup_min_secs + 120
     try:
         done = subprocess.run([sys.executable, "-m", "device_bench.host_worker", payload], capture_output=True,

@@ -1,6 +1,7 @@
 """The measured process of a host benchmark: one model, one thread count, then exit.
 
-Run as ``python -m device_bench.host_worker '<json params>'``; prints one JSON object on stdout. It imports
+Run as ``python -m device_bench.host_worker '<json params>'``; prints one JSON object on stdout. With
+``inputs`` in the params it times every subgraph of the model in rounds instead (the profiler). It imports
 only numpy and the LiteRT interpreter. The timed loop is what benchmark_model's is: read a monotonic clock,
 invoke, read it again (through the interpreter's C++ binding, with no Python wrapper in between).
 benchmark_model semantics: warm-up for at least ``warmup`` runs and ``warmup_min_secs``; then at least
@@ -63,13 +64,7 @@ def measure(params: dict) -> dict:
     init_ns = time.perf_counter_ns() - started
     rng = np.random.default_rng(0)
     for detail in interpreter.get_input_details():
-        dtype = np.dtype(detail["dtype"])
-        if dtype.kind == "f":
-            data = rng.uniform(-1.0, 1.0, detail["shape"]).astype(dtype)
-        else:
-            info = np.iinfo(dtype)
-            data = rng.integers(max(info.min, -128), min(info.max, 127) + 1, detail["shape"]).astype(dtype)
-        interpreter.set_tensor(detail["index"], data)
+        interpreter.set_tensor(detail["index"], _random(rng, detail["shape"], np.dtype(detail["dtype"])))
     invoke = interpreter._interpreter.Invoke   # the C++ call itself, as benchmark_model times it
     warmup = _loop(invoke, params["warmup"], params["warmup_min_secs"], params["max_secs"])
     samples = _loop(invoke, params["runs"], params["min_secs"], params["max_secs"])
@@ -82,20 +77,65 @@ def measure(params: dict) -> dict:
     }
 
 
+def measure_rounds(params: dict) -> dict:
+    """Invoke every subgraph of ``params["model"]`` in turn, round after round (the profiler's slices).
+
+    One interpreter, so one XNNPACK delegate and one thread pool serve every subgraph, and each slice runs
+    after the slices before it, as it does inside the whole model. ``params["inputs"]`` lists the input
+    tensor indices of each subgraph. A round is one sample per subgraph.
+    """
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    resolver = OpResolverType.AUTO if params["xnnpack"] else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    interpreter = Interpreter(model_path=params["model"], num_threads=params["threads"],
+                              experimental_op_resolver_type=resolver)
+    wrapper, rng = interpreter._interpreter, np.random.default_rng(0)
+    feeds = []
+    for subgraph, inputs in enumerate(params["inputs"]):
+        wrapper.AllocateTensors(subgraph)
+        feeds.append([])
+        for tensor in inputs:
+            detail = interpreter._get_tensor_details(tensor, subgraph)
+            feeds[-1].append((tensor, _random(rng, detail["shape"], np.dtype(detail["dtype"]))))
+            wrapper.SetTensor(*feeds[-1][-1], subgraph)
+    clock, invoke, set_tensor = time.perf_counter_ns, wrapper.Invoke, wrapper.SetTensor
+    samples: list[list[int]] = [[] for _ in params["inputs"]]
+
+    def one_round():
+        for subgraph, row in enumerate(samples):
+            for tensor, value in feeds[subgraph]:   # inside the model the input was just written
+                set_tensor(tensor, value, subgraph)
+            before = clock()
+            invoke(subgraph)
+            row.append(clock() - before)
+        return samples
+
+    _loop(one_round, params["warmup"], params["warmup_min_secs"], params["max_secs"])
+    samples[:] = [[] for _ in samples]
+    _loop(one_round, params["runs"], params["min_secs"], params["max_secs"])
+    return {"samples_us": [[s / 1e3 for s in row] for row in samples], "pid": os.getpid()}
+
+
+def _random(rng, shape, dtype):
+    """Inputs for timing: uniform in [-1, 1] for floats, the int8 range for integers."""
+    import numpy as np
+
+    if dtype.kind == "f":
+        return rng.uniform(-1.0, 1.0, shape).astype(dtype)
+    info = np.iinfo(dtype)
+    return rng.integers(max(info.min, -128), min(info.max, 127) + 1, shape).astype(dtype)
+
+
 def _measured(params: dict) -> dict:
     try:
-        return {"ok": True, **measure(params)}
+        return {"ok": True, **(measure_rounds(params) if "inputs" in params else measure(params))}
     except Exception as error:  # reported to the parent as a failed row
         return {"ok": False, "error": f"{type(error).__name__}: {' '.join(str(error).split())}"}
 
 
 def main() -> int:
-    params = json.loads(sys.argv[1])
-    if "models" in params:   # several models one after another (the profiler's slices): a JSON array
-        results = [_measured({**params, "model": model}) for model in params["models"]]
-        sys.stdout.write(json.dumps(results) + "\n")
-    else:
-        sys.stdout.write(json.dumps(_measured(params)) + "\n")
+    sys.stdout.write(json.dumps(_measured(json.loads(sys.argv[1]))) + "\n")
     return 0
 
 

@@ -1,7 +1,7 @@
 """Latency-aware mixed precision: keep a block in float32 where the target runs it faster than in int8.
 
-1. Time every block of the float32 and of the int8 model on the target (flatbuffer slices, `mnbench
-   profile`'s method).
+1. Time every block of the float32 and of the int8 model on the target: the host (flatbuffer slices,
+   `mnbench profile`'s method) or a phone (each block cut into its own model, timed by benchmark_model).
 2. A block goes float when its float32 slice is faster than its int8 slice by more than ``MARGIN`` and
    ``MIN_SAVING_US`` (the QUANTIZE/DEQUANTIZE at its borders are not free).
 3. The mixed model is kept only if, timed whole and interleaved with the int8 model, it is faster, and its
@@ -22,52 +22,107 @@ SQNR_BUDGET_DB = 0.5
 ROUNDS = 3
 
 
-def block_times(model: bytes, threads: int) -> dict[str, float]:
-    from device_bench.profile import profile
-
-    with tempfile.TemporaryDirectory(prefix="mnbench-mixed-") as tmp:
-        path = Path(tmp) / "model.tflite"
-        path.write_bytes(model)
-        return {row["slice"]: row["median_us"] for row in profile(path, by="block", threads=threads)["slices"]}
-
-
 def choose_float_blocks(fp32_us: dict[str, float], int8_us: dict[str, float]) -> list[str]:
     """Blocks whose float32 slice beats the int8 one by more than MARGIN and MIN_SAVING_US, in model order."""
     return [block for block, int8 in int8_us.items()
             if block in fp32_us and int8 - fp32_us[block] > max(MARGIN * int8, MIN_SAVING_US)]
 
 
-def whole_model_ms(models: dict[str, bytes], threads: int) -> dict[str, float]:
-    """Median latency of each model, measured in interleaved rounds of fresh processes."""
-    from device_bench.host import HostParams, run_worker
+class HostTimer:
+    """Times models on this machine: block slices with `mnbench profile`'s method, whole models in rounds."""
 
-    params = HostParams(runs=50, min_secs=0.3, warmup=5, warmup_min_secs=0.1)
-    times: dict[str, list[float]] = {name: [] for name in models}
-    with tempfile.TemporaryDirectory(prefix="mnbench-mixed-") as tmp:
-        paths = {}
-        for name, data in models.items():
-            paths[name] = Path(tmp) / f"{name}.tflite"
-            paths[name].write_bytes(data)
-        for _ in range(ROUNDS):
-            for name, path in paths.items():
-                result = run_worker(path, threads, params)
-                if result["ok"]:
-                    times[name].append(statistics.median(result["samples_us"]) / 1000)
-    return {name: statistics.median(values) if values else float("inf") for name, values in times.items()}
+    def __init__(self, threads: int) -> None:
+        self.name, self.threads = "host", threads
+
+    def block_us(self, model: bytes, tag: str) -> dict[str, float]:
+        """Median microseconds of every block of ``model`` (``tag``: fp32 or int8, names its files)."""
+        from device_bench.profile import profile
+
+        with tempfile.TemporaryDirectory(prefix="mnbench-mixed-") as tmp:
+            path = Path(tmp) / f"{tag}.tflite"
+            path.write_bytes(model)
+            report = profile(path, by="block", threads=self.threads)
+        return {row["slice"]: row["median_us"] for row in report["slices"]}
+
+    def whole_ms(self, models: dict[str, bytes]) -> dict[str, float]:
+        """Median latency of each model, measured in interleaved rounds of fresh processes."""
+        from device_bench.host import HostParams, run_worker
+
+        params = HostParams(runs=50, min_secs=0.3, warmup=5, warmup_min_secs=0.1)
+        times: dict[str, list[float]] = {name: [] for name in models}
+        with tempfile.TemporaryDirectory(prefix="mnbench-mixed-") as tmp:
+            paths = _written(models, Path(tmp))
+            for _ in range(ROUNDS):
+                for name, path in paths.items():
+                    result = run_worker(path, self.threads, params)
+                    if result["ok"]:
+                        times[name].append(statistics.median(result["samples_us"]) / 1000)
+        return {name: statistics.median(values) if values else float("inf") for name, values in times.items()}
 
 
-def decide(fp32: bytes, int8: bytes, build_mixed, fidelity, threads: int) -> tuple[bytes, dict]:
+class PhoneTimer:
+    """Times models on an Android phone with benchmark_model over ADB.
+
+    benchmark_model runs one graph per call, so each block is its own model cut from the flatbuffer (same
+    weights and quantization) and timed alone; the whole-model check afterwards keeps that honest.
+    """
+
+    def __init__(self, serial: str, threads: int, benchmark_binary: Path | None = None, connect=None) -> None:
+        self.name, self.threads = serial, threads
+        self.benchmark_binary, self.connect = benchmark_binary, connect
+
+    def block_us(self, model: bytes, tag: str) -> dict[str, float]:
+        from device_bench.profile import _tree, cut, groups
+
+        tree = _tree(model)
+        slices = {label: cut(tree, indices) for label, indices in groups(tree, "block")}
+        timed = self._time({f"{tag}-block-{label}": data for label, data in slices.items()})
+        return {label: timed[f"{tag}-block-{label}"] * 1000 for label in slices}
+
+    def whole_ms(self, models: dict[str, bytes]) -> dict[str, float]:
+        return self._time(models)
+
+    def _time(self, models: dict[str, bytes]) -> dict[str, float]:
+        """Median (else mean) latency in ms of each model on the phone; a failed run is an error."""
+        from device_bench.android import benchmark_devices
+        from device_bench.android_run import BenchSettings
+        from mnbench.errors import DeviceError
+
+        options = {} if self.connect is None else {"connect": self.connect}
+        with tempfile.TemporaryDirectory(prefix="mnbench-mixed-") as tmp:
+            paths = _written(models, Path(tmp))
+            run = benchmark_devices([self.name], list(paths.values()), threads=(self.threads,),
+                                    settings=BenchSettings(num_runs=50, min_secs=1.0, cooldown_max_wait_s=30.0),
+                                    benchmark_binary=self.benchmark_binary, results_root=Path(tmp) / "results",
+                                    **options)
+        if run.failed:
+            raise DeviceError(f"--precision auto on {self.name}: {run.failed[0].row['error']}")
+        by_file = {row["model"]: row["median_us"] if row["median_us"] is not None else row["avg_us"]
+                   for row in run.rows}
+        return {name: by_file[path.name] / 1000 for name, path in zip(models, paths.values())}
+
+
+def _written(models: dict[str, bytes], folder: Path) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, data in models.items():
+        paths[name] = folder / f"{name}.tflite"
+        paths[name].write_bytes(data)
+    return paths
+
+
+def decide(fp32: bytes, int8: bytes, build_mixed, fidelity, timer) -> tuple[bytes, dict]:
     """Return the faster of int8 and a latency-aware mix, with the decision record for the sidecar.
 
     Args:
         fp32, int8: the float32 and int8 models of the same network.
         build_mixed: ``blocks -> bytes``, the int8 model with those blocks in float32.
         fidelity: ``bytes -> SQNR dB`` of a model's logits against Keras.
-        threads: thread count to decide for.
+        timer: where and how to time (:class:`HostTimer`, :class:`PhoneTimer`).
     """
-    fp32_us, int8_us = block_times(fp32, threads), block_times(int8, threads)
+    fp32_us, int8_us = timer.block_us(fp32, "fp32"), timer.block_us(int8, "int8")
     blocks = choose_float_blocks(fp32_us, int8_us)
-    record = {"mode": "auto", "target": "host", "threads": threads, "margin": MARGIN,
+    record = {"mode": "auto", "target": timer.name, "threads": timer.threads, "margin": MARGIN,
               "blocks": [{"block": b, "fp32_us": round(fp32_us.get(b, 0.0), 1), "int8_us": round(us, 1),
                           "float": b in blocks} for b, us in int8_us.items()],
               "float_blocks": blocks, "chosen": "int8"}
@@ -75,7 +130,7 @@ def decide(fp32: bytes, int8: bytes, build_mixed, fidelity, threads: int) -> tup
         record["reason"] = "int8 is at least as fast as float32 in every block on this target"
         return int8, record
     mixed = build_mixed(tuple(blocks))
-    timed = whole_model_ms({"int8": int8, "mixed": mixed}, threads)
+    timed = timer.whole_ms({"int8": int8, "mixed": mixed})
     record.update(int8_ms=round(timed["int8"], 3), mixed_ms=round(timed["mixed"], 3))
     int8_sqnr, mixed_sqnr = fidelity(int8), fidelity(mixed)
     record.update(int8_sqnr_db=int8_sqnr, mixed_sqnr_db=mixed_sqnr)

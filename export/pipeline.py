@@ -39,6 +39,8 @@ class ExportRequest:
     precision: str = "int8"                 # int8: every block int8; auto: latency-aware mix (export.mixed)
     float_blocks: tuple[str, ...] = ()      # explicit mixed precision: these blocks stay float32
     threads: int = 2                        # the thread count precision=auto decides for
+    target: str = "host"                    # where precision=auto times: host, or a phone's serial
+    benchmark_binary: Path | None = None    # benchmark_model for a phone target (None: the official prebuilt)
     int8_softmax: bool = False              # keep the final softmax in int8 models (XNNPACK cannot run it)
 
     @property
@@ -73,7 +75,8 @@ def request_stem(request: ExportRequest) -> str:
     """File name stem of a request: ``model_stem`` plus its precision choices."""
     stem = model_stem(request.config, request.quant, request.io, request.lowering)
     if request.quant is Quant.INT8 and request.precision == "auto":
-        stem += f"_precision-auto-t{request.threads}"
+        where = "" if request.target == "host" else "-" + "".join(c if c.isalnum() else "-" for c in request.target)
+        stem += f"_precision-auto{where}-t{request.threads}"
     if request.quant is Quant.INT8 and request.float_blocks:
         stem += "_float-" + "-".join(request.float_blocks)
     if request.quant is Quant.INT8 and request.int8_softmax:
@@ -110,7 +113,7 @@ def cache_key(request: ExportRequest, calib: calibration.CalibrationSet | None, 
                "hswish": request.lowering.value if request.lowering else None,
                "softmax": request.ends_in_softmax,
                "precision": [request.precision, list(request.float_blocks),
-                             request.threads if request.precision == "auto" else None],
+                             [request.threads, request.target] if request.precision == "auto" else None],
                "weights": weights_sha or "random", "verify": request.verify, "tools": tool_versions(),
                "code": code_digest(),
                "calibration": calib.digest if calib else None, "samples": request.calib_samples}
@@ -242,7 +245,9 @@ def _convert_int8(prepared: _Prepared, request: ExportRequest, calib) -> tuple[b
             return compare(reference[0], outputs)["sqnr_db"]
         return compare(reference[1], logits if request.ends_in_softmax else outputs)["sqnr_db"]
 
-    data, decision = mixed.decide(fp32, data, build, sqnr, request.threads)
+    timer = mixed.HostTimer(request.threads) if request.target == "host" else \
+        mixed.PhoneTimer(request.target, request.threads, request.benchmark_binary)
+    data, decision = mixed.decide(fp32, data, build, sqnr, timer)
     return data, {**info, "float_blocks": decision["float_blocks"] if decision["chosen"] == "mixed" else [],
                   "precision": decision}
 

@@ -1,5 +1,9 @@
 """Mixed precision: explicit float blocks have the promised structure; the auto decision follows its rules."""
 
+import json
+import shutil
+from pathlib import Path
+
 import pytest
 
 from export import mixed
@@ -8,6 +12,9 @@ from export.quantization import Quant
 from export.tflite_file import describe
 from mnbench.errors import ExportError
 from mobilenets_tf import configure
+from tests.loopback_adb.fixtures import FAKE_BENCHMARK, free_port
+
+from .test_cli_models import run
 
 CONFIG = configure("v3-small", 0.5, 96)
 
@@ -36,23 +43,96 @@ def test_choose_float_blocks():
     assert mixed.choose_float_blocks(fp32, int8) == ["stem"]     # block01: < 10 %; pool: < 5 us
 
 
+class FakeTimer:
+    """Block and whole-model times given by the test."""
+
+    name, threads = "host", 2
+
+    def __init__(self, blocks: dict, whole: dict | None = None) -> None:
+        self.blocks, self.whole = blocks, whole
+
+    def block_us(self, model: bytes, tag: str) -> dict:
+        return self.blocks[tag]
+
+    def whole_ms(self, models: dict) -> dict:
+        return self.whole
+
+
 @pytest.mark.parametrize("times, sqnr, chosen, reason", [
     ({"int8": 1.0, "mixed": 0.8}, {b"int8": 15.0, b"mixed": 15.2}, "mixed", "faster whole"),
     ({"int8": 1.0, "mixed": 1.1}, {b"int8": 15.0, b"mixed": 15.2}, "int8", "not faster"),
     ({"int8": 1.0, "mixed": 0.8}, {b"int8": 15.0, b"mixed": 14.0}, "int8", "lost more than"),
 ])
-def test_decide(monkeypatch, times, sqnr, chosen, reason):
-    monkeypatch.setattr(mixed, "block_times", lambda model, threads: (
-        {"stem": 100.0, "block01": 50.0} if model == b"fp32" else {"stem": 200.0, "block01": 40.0}))
-    monkeypatch.setattr(mixed, "whole_model_ms", lambda models, threads: times)
+def test_decide(times, sqnr, chosen, reason):
+    timer = FakeTimer({"fp32": {"stem": 100.0, "block01": 50.0}, "int8": {"stem": 200.0, "block01": 40.0}}, times)
     built = []
     model, record = mixed.decide(b"fp32", b"int8", lambda blocks: built.append(blocks) or b"mixed",
-                                 lambda data: sqnr[data], threads=2)
+                                 lambda data: sqnr[data], timer)
     assert built == [("stem",)] and record["float_blocks"] == ["stem"]
     assert record["chosen"] == chosen and model == chosen.encode() and reason in record["reason"]
 
 
-def test_decide_keeps_int8_when_no_block_is_faster_in_float(monkeypatch):
-    monkeypatch.setattr(mixed, "block_times", lambda model, threads: {"stem": 10.0})
-    model, record = mixed.decide(b"fp32", b"int8", None, None, threads=1)
+def test_decide_keeps_int8_when_no_block_is_faster_in_float():
+    timer = FakeTimer({"fp32": {"stem": 10.0}, "int8": {"stem": 10.0}})
+    model, record = mixed.decide(b"fp32", b"int8", None, None, timer)
     assert model == b"int8" and record["float_blocks"] == [] and "every block" in record["reason"]
+
+
+@pytest.fixture
+def phone_env(monkeypatch, tmp_path, adb_key):
+    """A private ~/.android holding the loopback device's key, and no adb server."""
+    android = tmp_path / "android-home"
+    android.mkdir()
+    shutil.copy(adb_key, android / "adbkey")
+    shutil.copy(f"{adb_key}.pub", android / "adbkey.pub")
+    monkeypatch.setenv("ANDROID_USER_HOME", str(android))
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(free_port()))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+@pytest.mark.timeout(300)
+def test_auto_precision_on_a_phone_times_blocks_with_benchmark_model(phone_env, loopback_device, tmp_path):
+    # Every block costs the same in fp32 and int8 except the stem; the mixed model is faster whole.
+    loopback_device.set_benchmark("ok", avg_us_by_graph={"fp32-block-stem.": 100.0, "int8-block-stem.": 300.0,
+                                                         "block-": 50.0, "mixed": 900.0, "int8": 1000.0})
+    request = ExportRequest(CONFIG, Quant.INT8, calib_samples=8, precision="auto", target=loopback_device.serial,
+                            benchmark_binary=FAKE_BENCHMARK)
+    record = export(request, tmp_path / "models")
+    decision = record["conversion"]["precision"]
+    assert decision["target"] == loopback_device.serial and decision["threads"] == 2
+    assert decision["float_blocks"] == ["stem"] and decision["chosen"] == "mixed"
+    assert (decision["int8_ms"], decision["mixed_ms"]) == (1.0, 0.9)
+    assert {row["block"]: (row["fp32_us"], row["int8_us"]) for row in decision["blocks"]}["stem"] == (100.0, 300.0)
+    assert record["op_histogram"]["CONV_2D:FLOAT32"] == 1
+    assert "_precision-auto-127-0-0-1-" in record["file"]
+    calls = [json.loads(line) for line in
+             loopback_device.host_path("/.loopback/fake_benchmark_calls.jsonl").read_text().splitlines()]
+    graphs = [Path(arg.split("=", 1)[1]).name for call in calls for arg in call["argv"] if arg.startswith("--graph=")]
+    assert {"fp32-block-stem.tflite", "int8-block-stem.tflite", "int8.tflite", "mixed.tflite"} <= set(graphs)
+    assert all("--num_threads=2" in call["argv"] for call in calls)
+
+
+def test_auto_precision_on_a_phone_that_fails_is_one_line(phone_env, loopback_device, tmp_path):
+    loopback_device.set_benchmark("crash")
+    code, _, err = run("export", "--version", "v3-small", "--alpha", "0.5", "--resolution", "96", "--quant", "int8",
+                       "--calib-samples", "4", "--precision", "auto", "--target", loopback_device.serial,
+                       "--benchmark-binary", str(FAKE_BENCHMARK), "--out", str(tmp_path / "m"))
+    assert code != 0 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert loopback_device.serial in err and not list((tmp_path / "m").glob("*.tflite"))
+    code, _, err = run("export", "--version", "v3-small", "--target", "R58M123")
+    assert code != 0 and "only applies to --precision auto" in err
+
+
+def test_auto_precision_on_the_host_records_every_block(tmp_path):
+    record = export(ExportRequest(CONFIG, Quant.INT8, calib_samples=4, precision="auto", threads=1), tmp_path)
+    decision = record["conversion"]["precision"]
+    assert record["file"] == "v3-small_a0.50_r96_int8_precision-auto-t1.tflite"
+    assert decision["target"] == "host" and decision["threads"] == 1
+    blocks = [row["block"] for row in decision["blocks"]]
+    assert blocks[0] == "stem" and blocks[-1] == "logits" and "block01" in blocks
+    timed = {row["block"]: row for row in decision["blocks"]}
+    assert timed["stem"]["fp32_us"] > 0 and timed["stem"]["int8_us"] > 0 and timed["block01"]["int8_us"] > 0
+    assert decision["float_blocks"] == [row["block"] for row in decision["blocks"] if row["float"]]
+    assert decision["chosen"] in ("int8", "mixed") and decision["reason"]
+    float_ops = sum(n for key, n in record["op_histogram"].items() if key.startswith("CONV_2D:FLOAT32"))
+    assert (float_ops > 0) == (decision["chosen"] == "mixed")

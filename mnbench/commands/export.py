@@ -36,7 +36,10 @@ QUANTS = ("fp32", "fp16", "dynamic", "int8")
               help="int8: every block int8; auto: blocks the target runs faster in float32 stay float32.")
 @click.option("--float-blocks", default="", metavar="BLOCK[,BLOCK...]",
               help="Keep these blocks float32 in an int8 model, e.g. stem,block01 (see `mnbench profile`).")
-@click.option("--target", default="host", show_default=True, help="What --precision auto measures on.")
+@click.option("--target", default="host", show_default=True,
+              help="Where --precision auto times the blocks: host, or a phone's serial (benchmark_model over ADB).")
+@click.option("--benchmark-binary", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="benchmark_model build for a phone --target (default: the official prebuilt for its ABI).")
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True,
               help="Thread count --precision auto decides for.")
 @click.option("--int8-softmax", is_flag=True,
@@ -49,7 +52,8 @@ QUANTS = ("fp32", "fp16", "dynamic", "int8")
 @click.option("--json", "as_json", is_flag=True, help="Print the sidecars as a JSON array.")
 @click.pass_context
 def export(ctx, versions, quants, alpha, resolution, knobs, num_classes, weights, calib_dir, calib_samples, io_type, lowerings,
-           precision, float_blocks, target, threads, int8_softmax, out_dir, force, no_verify, as_json) -> None:
+           precision, float_blocks, target, benchmark_binary, threads, int8_softmax, out_dir, force, no_verify,
+           as_json) -> None:
     """Convert MobileNets to LiteRT models, calibrated on real images and verified against Keras.
 
     \b
@@ -59,15 +63,15 @@ def export(ctx, versions, quants, alpha, resolution, knobs, num_classes, weights
     """
     from export.pipeline import export_many
 
-    if precision == "auto" and target != "host":
-        raise MnbenchError(f"--precision auto --target {target}: per-block timing on a phone is not implemented "
-                           "yet; profile it with `mnbench device --op-profile` and pass --float-blocks")
+    if target != "host" and precision != "auto":
+        raise MnbenchError(f"--target {target} only applies to --precision auto")
     from .accuracy import carried_options
 
     carried = carried_options(ctx, versions, alpha, resolution, knobs, num_classes, weights, calib_dir)
     versions = carried.pop("versions")
     common = dict(**carried, io=io_type, weights=weights, calib_samples=calib_samples,
                   verify=not no_verify, precision=precision, threads=threads, int8_softmax=int8_softmax,
+                  target=target, benchmark_binary=benchmark_binary,
                   float_blocks=tuple(b.strip() for b in float_blocks.split(",") if b.strip()))
     requests = _requests(versions, QUANTS if "all" in quants else quants, lowerings, **common)
     with _progress(len(requests), as_json) as bar:

@@ -15,8 +15,9 @@ from ..table import format_table
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--target", default="host", show_default=True,
               help="host (slices timed here); for a phone use `mnbench device --op-profile`.")
-@click.option("--by", type=click.Choice(["block", "op"]), default="block", show_default=True,
-              help="One slice per network block or per operator.")
+@click.option("--by", type=click.Choice(["block", "layer", "op"]), default="block", show_default=True,
+              help="One slice per network block, per layer (an operator with the element-wise operators "
+                   "that follow it), or per operator (what it adds to its layer).")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def profile(model: Path, target: str, by: str, threads: int, as_json: bool) -> None:
@@ -31,16 +32,22 @@ def profile(model: Path, target: str, by: str, threads: int, as_json: bool) -> N
         echo_json(report)
         return
     total = report["sum_us"]
-    click.echo(format_table(["slice", "ops", "operators", "median ms", "share"],
-                            [[r["slice"], r["ops"], _ops(r["op_types"]), r["median_us"] / 1000,
-                              f"{100 * r['median_us'] / total:.1f}%"] for r in report["slices"]]))
+    extra = ["layer"] if by == "op" else []
+    click.echo(format_table(["slice", *extra, "ops", "operators", "ms", "share"],
+                            [[r["slice"], *([r["layer"]] if extra else []), r["ops"], _ops(r["op_types"]),
+                              r["median_us"] / 1000, f"{100 * r['median_us'] / total:.1f}%"]
+                             for r in report["slices"]]))
     if report["by_op_type"]:
         click.echo("")
         click.echo(format_table(["operator type", "ms", "share"],
                                 [[name, us / 1000, f"{100 * us / total:.1f}%"] for name, us in
                                  sorted(report["by_op_type"].items(), key=lambda item: -item[1])]))
-    click.echo(f"\nsum of slices {total / 1000:.3f} ms, whole model {report['whole_us'] / 1000:.3f} ms "
-               f"(ratio {report['sum_over_whole']:.2f}), {threads} thread(s)")
+    click.echo(f"\nsum of slices {total / 1000:.3f} ms, whole model {report['whole_us'] / 1000:.3f} ms (ratio "
+               f"{report['sum_over_whole']:.2f}), {threads} thread(s); invoke floor {report['floor_us']:.2f} us "
+               f"subtracted per slice, {report['sessions']} session(s)")
+    if by == "op":
+        click.echo("op: what the operator adds to its layer; negative where XNNPACK runs the longer chain as a "
+                   "faster kernel")
 
 
 def _ops(counts: dict) -> str:

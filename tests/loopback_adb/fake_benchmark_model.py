@@ -6,7 +6,8 @@ Behaviour comes from ``$FAKE_BENCHMARK_MODE`` or ``<sandbox>/.loopback/fake_benc
 
     {"mode": "ok" | "nonzero" | "crash" | "garbage" | "truncated" | "hang" | "custom",
      "exit_code": int, "inference_avg_us": float, "init_us": float, "delay_s": float, "hang_s": float,
-     "stdout": str, "stderr": str}          # stdout/stderr: the text printed in "custom" mode
+     "stdout": str, "stderr": str,         # stdout/stderr: the text printed in "custom" mode
+     "avg_us_by_graph": {str: float}}      # the first key found in the --graph file name sets the average
 
 Like the real tool, INFO lines go to stdout and VERBOSE/ERROR lines to stderr. Every call is appended to
 ``<sandbox>/.loopback/fake_benchmark_calls.jsonl`` (argv, cwd) so tests can check the flags.
@@ -67,6 +68,8 @@ def _header(flags):
 
 def _ok_log(flags, settings):
     avg_us = float(settings.get("inference_avg_us", 12340.5))
+    graph = os.path.basename(flags.get("graph", ""))
+    avg_us = next((float(us) for key, us in settings.get("avg_us_by_graph", {}).items() if key in graph), avg_us)
     init_us = float(settings.get("init_us", 35210))
     first_us, warmup_us = round(avg_us * 1.31), round(avg_us * 1.04, 1)
     runs = max(int(flags.get("num_runs", 50)), 1)
