@@ -23,7 +23,7 @@ from device_bench.parser import parse_log
 from device_bench.store import ResultStore
 from mnbench.cli import main
 from mnbench.commands.device import device, devices, parse
-from tests.loopback_adb.fixtures import FAKE_BENCHMARK, free_port
+from tests.loopback_adb.fixtures import FAKE_BENCHMARK
 from tests.test_device_run import mode_binary, tiny_model
 
 pytestmark = pytest.mark.timeout(60)
@@ -75,16 +75,9 @@ def run(*args: str) -> tuple[int, str, str]:
 
 
 @pytest.fixture(autouse=True)
-def device_commands(monkeypatch, tmp_path, adb_key):
+def device_commands(monkeypatch, adb_home):
     """Register the commands; a private ~/.android with the test key; no adb server unless a test says so."""
     monkeypatch.setattr(mnbench.commands, "COMMANDS", [*mnbench.commands.COMMANDS, devices, device, parse])
-    android = tmp_path / "android-home"
-    android.mkdir()
-    shutil.copy(adb_key, android / "adbkey")
-    shutil.copy(f"{adb_key}.pub", android / "adbkey.pub")
-    monkeypatch.setenv("ANDROID_USER_HOME", str(android))
-    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(free_port()))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,6 @@
 """Mixed precision: explicit float blocks have the promised structure; the auto decision follows its rules."""
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ from export.quantization import Quant
 from export.tflite_file import describe
 from mnbench.errors import ExportError
 from mobilenets_tf import configure
-from tests.loopback_adb.fixtures import FAKE_BENCHMARK, free_port
+from tests.loopback_adb.fixtures import FAKE_BENCHMARK
 
 from .test_cli_models import run
 
@@ -78,20 +77,8 @@ def test_decide_keeps_int8_when_no_block_is_faster_in_float():
     assert model == b"int8" and record["float_blocks"] == [] and "every block" in record["reason"]
 
 
-@pytest.fixture
-def phone_env(monkeypatch, tmp_path, adb_key):
-    """A private ~/.android holding the loopback device's key, and no adb server."""
-    android = tmp_path / "android-home"
-    android.mkdir()
-    shutil.copy(adb_key, android / "adbkey")
-    shutil.copy(f"{adb_key}.pub", android / "adbkey.pub")
-    monkeypatch.setenv("ANDROID_USER_HOME", str(android))
-    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(free_port()))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-
-
 @pytest.mark.timeout(300)
-def test_auto_precision_on_a_phone_times_blocks_with_benchmark_model(phone_env, loopback_device, tmp_path):
+def test_auto_precision_on_a_phone_times_blocks_with_benchmark_model(adb_home, loopback_device, tmp_path):
     # Every block costs the same in fp32 and int8 except the stem; the mixed model is faster whole.
     loopback_device.set_benchmark("ok", avg_us_by_graph={"fp32-block-stem.": 100.0, "int8-block-stem.": 300.0,
                                                          "block-": 50.0, "mixed": 900.0, "int8": 1000.0})
@@ -112,7 +99,7 @@ def test_auto_precision_on_a_phone_times_blocks_with_benchmark_model(phone_env, 
     assert all("--num_threads=2" in call["argv"] for call in calls)
 
 
-def test_auto_precision_on_a_phone_that_fails_is_one_line(phone_env, loopback_device, tmp_path):
+def test_auto_precision_on_a_phone_that_fails_is_one_line(adb_home, loopback_device, tmp_path):
     loopback_device.set_benchmark("crash")
     code, _, err = run("export", "--version", "v3-small", "--alpha", "0.5", "--resolution", "96", "--quant", "int8",
                        "--calib-samples", "4", "--precision", "auto", "--target", loopback_device.serial,

@@ -31,12 +31,18 @@ def test_blocks_partition_the_operators(int8_model):
     assert len(groups(tree, "op")) == len(indices)
 
 
-def test_a_slice_computes_what_the_whole_model_computes(int8_model):
-    data = int8_model.read_bytes()
+def _whole_run(data: bytes, seed: int):
+    """The whole model run on a random int8 image, every tensor kept."""
     whole = open_interpreter(data, preserve_all_tensors=True)
-    x = np.random.default_rng(0).integers(-128, 128, whole.get_input_details()[0]["shape"]).astype(np.int8)
+    x = np.random.default_rng(seed).integers(-128, 128, whole.get_input_details()[0]["shape"]).astype(np.int8)
     whole.set_tensor(whole.get_input_details()[0]["index"], x)
     whole.invoke()
+    return whole
+
+
+def test_a_slice_computes_what_the_whole_model_computes(int8_model):
+    data = int8_model.read_bytes()
+    whole = _whole_run(data, seed=0)
     tree = _tree(data)
     for label, indices in groups(tree, "block")[3:6]:
         part = open_interpreter(cut(tree, indices))
@@ -78,10 +84,7 @@ def test_every_subgraph_of_the_bundle_computes_what_the_whole_model_computes(int
     from ai_edge_litert.interpreter import Interpreter
 
     data = int8_model.read_bytes()
-    whole = open_interpreter(data, preserve_all_tensors=True)
-    x = np.random.default_rng(1).integers(-128, 128, whole.get_input_details()[0]["shape"]).astype(np.int8)
-    whole.set_tensor(whole.get_input_details()[0]["index"], x)
-    whole.invoke()
+    whole = _whole_run(data, seed=1)
     tree = _tree(data)
     slices = [indices for _, indices in groups(tree, "layer")]
     model, inputs = bundle(tree, slices)

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-__all__ = ["FAKE_BENCHMARK", "GoogleAdb", "LoopbackHandle", "adb_key", "free_port", "google_adb",
+__all__ = ["FAKE_BENCHMARK", "GoogleAdb", "LoopbackHandle", "adb_home", "adb_key", "free_port", "google_adb",
            "loopback_device", "loopback_factory", "pids_with", "served_loopback", "set_fake_benchmark",
            "start_loopback", "wait_until_no_process"]
 
@@ -265,3 +265,16 @@ def wait_until_no_process(text: str, timeout_s: float = 5.0) -> list[int]:
     while (left := pids_with(text)) and time.monotonic() < deadline:
         time.sleep(0.05)
     return left
+
+
+@pytest.fixture
+def adb_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, adb_key: Path) -> Path:
+    """A private ~/.android holding the session's test key, and no adb server unless a test starts one."""
+    android = tmp_path / "android-home"
+    android.mkdir()
+    shutil.copy(adb_key, android / "adbkey")
+    shutil.copy(f"{adb_key}.pub", android / "adbkey.pub")
+    monkeypatch.setenv("ANDROID_USER_HOME", str(android))
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(free_port()))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return android
