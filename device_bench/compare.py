@@ -36,6 +36,7 @@ import pandas as pd
 from mnbench.errors import MnbenchError
 
 from . import stats
+from .store import is_missing, target_desc
 
 __all__ = ["CompareError", "CompareSettings", "Comparison", "FAILING", "GateFailed", "VERDICTS", "compare",
            "model_identity", "run_level_ratio_ci", "target_identity", "target_label"]
@@ -106,7 +107,7 @@ class Comparison:
 
 def target_identity(row: Mapping[str, Any]) -> str:
     """What must agree for two rows to be comparable: host CPU/cores/arch, or the phone's serial."""
-    desc = _desc(row)
+    desc = target_desc(row)
     if row.get("target_kind") == "host":
         return f"host|{desc.get('cpu')}|{desc.get('cores')}|{desc.get('machine')}"
     return f"{row.get('target_kind')}|{row.get('target')}"
@@ -114,7 +115,7 @@ def target_identity(row: Mapping[str, Any]) -> str:
 
 def target_label(row: Mapping[str, Any]) -> str:
     """Human name of the target, e.g. ``host (AMD EPYC 7B13, 2 cores)`` or ``8A1X0 (Google Pixel 3)``."""
-    desc = _desc(row)
+    desc = target_desc(row)
     if row.get("target_kind") == "host":
         return f"host ({desc.get('cpu')}, {desc.get('cores')} cores)"
     name = " ".join(str(desc[key]) for key in ("manufacturer", "model") if desc.get(key))
@@ -172,7 +173,7 @@ def _groups(frame: pd.DataFrame, match: str) -> dict[tuple, list[dict]]:
     """Rows keyed by (model identity, target identity, threads, delegate), in load order."""
     groups: dict[tuple, list[dict]] = {}
     for row in frame.to_dict("records"):
-        row = {key: (None if _missing(value) else value) for key, value in row.items()}
+        row = {key: (None if is_missing(value) else value) for key, value in row.items()}
         key = (model_identity(row, match), target_identity(row), row["threads"], row["delegate"])
         groups.setdefault(key, []).append(row)
     return groups
@@ -375,26 +376,14 @@ def _summary_interval(ok_b: list[dict], ok_c: list[dict], confidence: float):
 def _runs(frame: pd.DataFrame) -> list[dict]:
     columns = ["run_id", "utc_time", "git_commit", "mnbench_version", "runtime"]
     runs = frame[columns].drop_duplicates("run_id")
-    return [{key: (None if _missing(value) else str(value)) for key, value in row.items()}
+    return [{key: (None if is_missing(value) else str(value)) for key, value in row.items()}
             for row in runs.to_dict("records")]
 
 
-def _desc(row: Mapping[str, Any]) -> dict:
-    try:
-        value = json.loads(row.get("target_desc") or "{}")
-    except (TypeError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _missing(value: Any) -> bool:
-    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
-
-
 def _present(value: Any) -> bool:
-    return not _missing(value) and value != ""
+    return not is_missing(value) and value != ""
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
-    return [{key: (None if _missing(value) else value.item() if isinstance(value, np.generic) else value)
+    return [{key: (None if is_missing(value) else value.item() if isinstance(value, np.generic) else value)
              for key, value in row.items()} for row in frame.to_dict("records")]

@@ -222,10 +222,24 @@ def _prepare_row(row: Mapping[str, Any], run_id: str, where: str) -> dict[str, A
     return record
 
 
+def is_missing(value: Any) -> bool:
+    """None, pandas' NA and NaN are a missing cell."""
+    return value is None or value is pd.NA or (isinstance(value, numbers.Real) and math.isnan(value))
+
+
+def target_desc(row: Mapping[str, Any]) -> dict:
+    """A row's ``target_desc`` JSON as a dict ({} when missing or not an object)."""
+    try:
+        value = json.loads(row.get("target_desc") or "{}")
+    except (TypeError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def _coerce(name: str, value: Any, where: str) -> str | int | float | None:
     """One cell normalized to its column's Python type; None, NA, NaN and '' are missing."""
     dtype = DTYPES[name]
-    if value is None or value is pd.NA or (isinstance(value, numbers.Real) and math.isnan(value)):
+    if is_missing(value):
         return None
     if dtype == STR and isinstance(value, str):
         if name in JSON_COLUMNS and value:

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from device_bench.compare import model_identity, target_identity, target_label
+from device_bench.store import is_missing, target_desc
 
 from .paper import KEYS, PIXELS, pixel_column
 
@@ -37,8 +38,8 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
     ok["target_label"] = [target_label(row) for row in records]
     ok["model_key"] = [model_identity(row) for row in records]
     ok["config_key"] = [row["config"] or row["model_sha256"] or row["model"] for row in records]
-    ok["device"] = [_desc(row).get("model") for row in records]
-    ok["soc"] = [_desc(row).get("soc_model") or _desc(row).get("board_platform") for row in records]
+    ok["device"] = [target_desc(row).get("model") for row in records]
+    ok["soc"] = [target_desc(row).get("soc_model") or target_desc(row).get("board_platform") for row in records]
     ok = ok.sort_values("utc_time", kind="stable")
     ok["median_ms"] = ok["median_us"].astype("Float64") / 1e3
     ok["ci_low_ms"] = ok["median_ci_low_us"].astype("Float64") / 1e3
@@ -181,7 +182,7 @@ def failures(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _conditions(row: dict) -> str:
-    desc = _desc(row)
+    desc = target_desc(row)
     run = desc.get("run") or {}
     parts = [f"{row['threads']} thread(s)", str(row["delegate"])]
     pinned = run.get("pinned_cpus")
@@ -198,7 +199,7 @@ def _conditions(row: dict) -> str:
 
 def _default_knobs(config: str | None) -> bool:
     """Whether a configuration is a published one: default knobs, 1000 classes, with its classifier."""
-    if _na(config) or not config:
+    if is_missing(config) or not config:
         return False
     from mobilenets_tf import configure  # tables and knobs only, no TensorFlow
 
@@ -211,17 +212,5 @@ def _default_knobs(config: str | None) -> bool:
     return not model.non_default_knobs and model.num_classes == 1000 and model.include_top
 
 
-def _desc(row: dict) -> dict:
-    try:
-        value = json.loads(row.get("target_desc") or "{}")
-    except (TypeError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def _clean(row: dict) -> dict:
-    return {key: (None if _na(value) else value) for key, value in row.items()}
-
-
-def _na(value) -> bool:
-    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
+    return {key: (None if is_missing(value) else value) for key, value in row.items()}
