@@ -29,7 +29,8 @@ from mnbench.errors import DeviceError
 
 from .errors import (CommandTimeout, ConnectionLost, DeviceNotFound, DeviceUnauthorized, ProtocolError,
                      TransferFailed)
-from .transport import ClosingTransport, Completed, decode_output, split_exit_marker, wrap_with_exit_marker
+from .transport import (ClosingTransport, Completed, decode_output, replaced_when_complete, split_exit_marker,
+                        wrap_with_exit_marker)
 
 logger = logging.getLogger(__name__)
 
@@ -339,15 +340,10 @@ class AdbDirectTransport(ClosingTransport):
             TransferFailed: the device refused (e.g. no such file). ConnectionLost: the connection dropped.
         """
         _check_remote(remote)
-        local = Path(local)
-        partial = local.with_name(f".{local.name}.partial")
         self.connect()
-        try:
+        with replaced_when_complete(local) as partial:
             self._call(lambda: self._device.pull(remote, str(partial), transport_timeout_s=self._io_timeout_s,
                                                  read_timeout_s=self._io_timeout_s), action=f"pull {remote}")
-            os.replace(partial, local)
-        finally:
-            partial.unlink(missing_ok=True)
 
     def _call(self, operation: Callable[[], _T], *, action: str, cmd: str | None = None,
               timeout_s: float | None = None) -> _T:

@@ -21,7 +21,8 @@ from mnbench.errors import DeviceError
 
 from .errors import (AdbServerUnavailable, CommandTimeout, ConnectionLost, DeviceNotFound, DeviceOffline,
                      DeviceUnauthorized, ProtocolError, TransferFailed)
-from .transport import ClosingTransport, Completed, DeviceEntry, decode_output, split_exit_marker, wrap_with_exit_marker
+from .transport import (ClosingTransport, Completed, DeviceEntry, decode_output, replaced_when_complete,
+                        split_exit_marker, wrap_with_exit_marker)
 
 __all__ = ["AdbServer", "AdbServerTransport", "DeviceEntry", "list_devices", "parse_devices_l", "server_port"]
 
@@ -342,10 +343,8 @@ class AdbServerTransport(ClosingTransport):
             TransferFailed: the device refused (e.g. no such file). ConnectionLost: the connection dropped.
         """
         _check_remote(remote)
-        local = Path(local)
-        partial = local.with_name(f".{local.name}.partial")
         path = remote.encode()
-        try:
+        with replaced_when_complete(local) as partial:
             with self._sync() as sock, open(partial, "wb") as handle:
                 try:
                     sock.sendall(b"RECV" + struct.pack("<I", len(path)) + path)
@@ -363,9 +362,6 @@ class AdbServerTransport(ClosingTransport):
                 except OSError as error:
                     raise ConnectionLost(f"{self._serial}: connection lost during pull {remote}: {error}") \
                         from error
-            os.replace(partial, local)
-        finally:
-            partial.unlink(missing_ok=True)
 
     def _sync(self) -> socket.socket:
         sock = self._server.open_service(self._serial, "sync:")

@@ -8,13 +8,14 @@ Implementations: :mod:`device_bench.adb_direct` (adb-shell straight to a device'
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Union, runtime_checkable
+from typing import Iterator, Protocol, Union, runtime_checkable
 
 ShellArg = Union[str, "os.PathLike[str]", int, float]
 
@@ -155,3 +156,15 @@ def split_exit_marker(output: bytes, marker: str) -> tuple[bytes, int | None]:
 def decode_output(data: bytes) -> str:
     """Decode device output the same way on every transport."""
     return data.decode("utf-8", "replace")
+
+
+@contextlib.contextmanager
+def replaced_when_complete(local: Path) -> Iterator[Path]:
+    """Yield a partial file beside ``local``; it replaces ``local`` only if the block completes."""
+    local = Path(local)
+    partial = local.with_name(f".{local.name}.partial")
+    try:
+        yield partial
+        os.replace(partial, local)
+    finally:
+        partial.unlink(missing_ok=True)
