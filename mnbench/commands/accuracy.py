@@ -104,7 +104,8 @@ def _print_evaluation(rows, images, stored) -> None:
 @click.option("--freeze", is_flag=True, help="With --weights: train only the classifier.")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Maximum epochs.")
 @click.option("--patience", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Stop after this many epochs without a better validation top-1.")
+              help="Stop after this many epochs without a validation top-1 better beyond noise (at least a "
+                   "third of --epochs, never before half of them).")
 @click.option("--batch-size", type=click.IntRange(min=2), default=32, show_default=True)
 @click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True),
               help="Peak learning rate (default 2e-3 from scratch, 5e-4 from --weights).")
