@@ -95,7 +95,7 @@ def squeeze_excite(x, layer: InvResLayer):
 
 def inverted_residual(x, layer: InvResLayer, options: BlockOptions):
     shortcut = x
-    if layer.expanded != layer.in_channels:
+    if layer.expand:
         x = _conv_bn_act(x, f"{layer.name}_expand", layer.expanded, 1, 1, layer.activation, options)
     x = _dw_bn_act(x, f"{layer.name}_dw", layer.kernel_size, layer.strides, layer.activation, options)
     if layer.se_filters:

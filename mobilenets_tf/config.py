@@ -27,6 +27,7 @@ class ModelConfig:
     num_classes: int = 1000
     include_top: bool = True
     knobs: dict[str, Any] = field(default_factory=dict)   # every knob, defaults filled in
+    widths: dict[str, int] = field(default_factory=dict)  # per-layer widths set after alpha (plan.resolve)
 
     @property
     def spec(self) -> Version:
@@ -38,13 +39,18 @@ class ModelConfig:
 
     def plan(self) -> Plan:
         arch = apply_knobs(self.spec, self.knobs)
-        return resolve(arch, self.alpha, self.resolution, self.num_classes, self.include_top)
+        return resolve(arch, self.alpha, self.resolution, self.num_classes, self.include_top, self.widths)
 
     def cost(self) -> CostReport:
         return cost(self.plan())
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The fields as plain data; ``widths`` only when some are set (files of uniform models keep their
+        form)."""
+        data = dataclasses.asdict(self)
+        if not self.widths:
+            del data["widths"]
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.as_dict(), sort_keys=True)
@@ -55,11 +61,16 @@ class ModelConfig:
 
 
 def configure(version: str, alpha: float = 1.0, resolution: int = 224, num_classes: int = 1000,
-              include_top: bool = True, knobs: dict[str, Any] | None = None) -> ModelConfig:
+              include_top: bool = True, knobs: dict[str, Any] | None = None,
+              widths: dict[str, int] | None = None) -> ModelConfig:
     """Validate a configuration and fill in default knobs.
 
+    ``widths`` sets individual layers' widths after alpha (``"block05.expand"``, ``"stage03.out"``; see
+    ``mobilenets_tf.plan``); widths equal to what alpha gives are dropped, so a map is never redundant.
+
     Raises:
-        SpecError: unknown version or knob, alpha outside (0, 2], resolution below 32, classes below 1.
+        SpecError: unknown version or knob, alpha outside (0, 2], resolution below 32, classes below 1,
+            a width key the model does not have, or a width that is not a positive integer.
     """
     spec = get_version(version)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha <= MAX_ALPHA:
@@ -69,4 +80,12 @@ def configure(version: str, alpha: float = 1.0, resolution: int = 224, num_class
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise SpecError(f"num_classes must be a positive integer, got {num_classes!r}")
     values = resolve_knobs(spec, dict(knobs or {}))
-    return ModelConfig(spec.name, float(alpha), resolution, num_classes, bool(include_top), values)
+    config = ModelConfig(spec.name, float(alpha), resolution, num_classes, bool(include_top), values)
+    if not widths:
+        return config
+    if not isinstance(widths, dict):
+        raise SpecError(f"widths must be a mapping of layer widths, got {widths!r}")
+    uniform = config.plan().widths()
+    resolve(apply_knobs(spec, values), float(alpha), resolution, num_classes, include_top, widths)  # checks
+    changed = {key: value for key, value in widths.items() if uniform[key] != value}
+    return dataclasses.replace(config, widths={key: changed[key] for key in uniform if key in changed})

@@ -26,9 +26,10 @@ _APPLICATIONS = {
 
 def is_canonical(config: ModelConfig) -> bool:
     """True when keras.applications builds the same architecture: default knobs (minimalistic allowed) at a
-    width it publishes (keras.applications rounds some layers differently at other widths)."""
+    width it publishes (keras.applications rounds some layers differently at other widths), and no per-layer
+    widths."""
     changed = set(config.non_default_knobs) - {"minimalistic"}
-    return not changed and config.alpha in config.spec.canonical_alphas
+    return not changed and not config.widths and config.alpha in config.spec.canonical_alphas
 
 
 def keras_application(config: ModelConfig, weights: str | None = None, batch_size: int | None = None,

@@ -2,12 +2,21 @@
 
 The plan is what both the Keras builder and the cost accounting read, so the model that is built and the
 figures that are reported cannot drift apart. No TensorFlow here.
+
+Per-layer widths (NetAdapt, ``mnbench adapt``): after alpha has set every width, a ``widths`` map may set
+some of them individually. Its keys are ``"blockNN.expand"`` (the expansion width of a block that has a 1x1
+expansion) and ``"stageNN.out"`` (the output width of a stage). A stage is a layer with the blocks that
+follow it joined by a residual sum: they must share their width, so it is one setting. ``Plan.widths()``
+lists every key with its value; which blocks are joined is decided at the default widths and kept.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
+
+from mnbench.errors import SpecError
 
 from .specs import Act, ArchSpec, Classifier, Conv, DwSep, Gate, InvRes, Pool, Width, make_divisible, scale_filters
 
@@ -81,10 +90,11 @@ class InvResLayer:
     residual: bool         # shortcut actually present (stride 1, same channels, knob on)
     in_size: int
     out_size: int
+    expand: bool = True    # a 1x1 expansion layer (else the depthwise runs on the input channels)
 
     def ops(self) -> tuple[WeightOp, ...]:
         ops = []
-        if self.expanded != self.in_channels:
+        if self.expand:
             ops.append(WeightOp(f"{self.name}_expand", "conv", 1, self.in_channels, self.expanded, self.in_size))
         ops.append(WeightOp(f"{self.name}_dw", "depthwise", self.kernel_size, self.expanded, self.expanded,
                             self.out_size))
@@ -128,6 +138,28 @@ class Plan:
     def ops(self) -> tuple[WeightOp, ...]:
         return tuple(op for layer in self.layers for op in layer.ops())
 
+    def stages(self) -> dict[str, str]:
+        """Layer name -> stage name, for every layer that has an output width of its own to set."""
+        result, count = {}, 0
+        for layer in self.layers:
+            if isinstance(layer, (PoolLayer, ClassifierLayer)):
+                continue
+            if not (isinstance(layer, InvResLayer) and layer.residual):
+                count += 1
+            result[layer.name] = f"stage{count:02d}"
+        return result
+
+    def widths(self) -> dict[str, int]:
+        """Every width a ``widths`` map can set, with its value in this plan, in model order."""
+        result, stages = {}, self.stages()
+        for layer in self.layers:
+            if isinstance(layer, InvResLayer) and layer.expand:
+                result[f"{layer.name}.expand"] = layer.expanded
+            stage = stages.get(layer.name)
+            if stage is not None:
+                result[f"{stage}.out"] = layer.filters
+        return result
+
 
 def _width(filters: int, width: Width, alpha: float, arch: ArchSpec) -> int:
     if width is Width.FIXED or (width is Width.WIDEN_ONLY and alpha <= 1.0):
@@ -158,12 +190,48 @@ def _names(arch: ArchSpec) -> list[str]:
 
 
 def resolve(arch: ArchSpec, alpha: float, resolution: int, num_classes: int = 1000,
-            include_top: bool = True) -> Plan:
-    """Apply the width multiplier and input resolution to a table.
+            include_top: bool = True, widths: dict[str, int] | None = None) -> Plan:
+    """Apply the width multiplier and input resolution to a table, then any per-layer ``widths``.
 
     Spatial sizes follow TensorFlow 'same' padding (ceil(in / stride)); for the even sizes of every
     published configuration that is exactly the explicit padding of the reference code.
+
+    Raises:
+        SpecError: a ``widths`` key this plan does not have, or a width that is not a positive integer.
     """
+    plan = _resolve_uniform(arch, alpha, resolution, num_classes, include_top)
+    return _set_widths(plan, dict(widths), arch.divisor) if widths else plan
+
+
+def _set_widths(plan: Plan, widths: dict[str, int], divisor: int) -> Plan:
+    """``plan`` with the widths ``widths`` sets; every layer's input follows the layer before it."""
+    known = plan.widths()
+    for key, value in widths.items():
+        if key not in known:
+            raise SpecError(f"no width {key!r} in this model; settable: {', '.join(known)}")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise SpecError(f"width {key} must be a positive integer, got {value!r}")
+    stages, layers, channels = plan.stages(), [], 3
+    for layer in plan.layers:
+        changes = {}
+        if isinstance(layer, (ConvLayer, DwSepLayer, InvResLayer)):
+            changes = {"in_channels": channels, "filters": widths.get(f"{stages[layer.name]}.out", layer.filters)}
+        if isinstance(layer, InvResLayer):
+            expanded = widths.get(f"{layer.name}.expand", layer.expanded) if layer.expand else channels
+            se_filters = make_divisible(expanded * 0.25, divisor) if layer.se_filters else 0
+            changes.update(expanded=expanded, se_filters=se_filters)
+        elif isinstance(layer, PoolLayer):
+            changes = {"channels": channels}
+        elif isinstance(layer, ClassifierLayer):
+            changes = {"in_channels": channels}
+        layers.append(dataclasses.replace(layer, **changes))
+        if isinstance(layer, (ConvLayer, DwSepLayer, InvResLayer)):
+            channels = layers[-1].filters
+    return Plan(plan.resolution, tuple(layers))
+
+
+def _resolve_uniform(arch: ArchSpec, alpha: float, resolution: int, num_classes: int,
+                     include_top: bool) -> Plan:
     layers, channels, size = [], 3, resolution
     for name, row in zip(_names(arch), arch.rows):
         if isinstance(row, Pool):
@@ -198,4 +266,5 @@ def _inverted_residual(name: str, row: InvRes, channels: int, size: int, alpha: 
     se_filters = make_divisible(expanded * 0.25, arch.divisor) if row.se else 0
     residual = row.residual and row.strides == 1 and channels == filters
     return InvResLayer(name, row.kernel_size, channels, expanded, filters, row.strides, se_filters, row.gate,
-                       row.activation, row.linear, residual, size, math.ceil(size / row.strides))
+                       row.activation, row.linear, residual, size, math.ceil(size / row.strides),
+                       expand=expanded != channels)

@@ -82,9 +82,12 @@ def initial_weights(model, config: ModelConfig, weights: Path) -> dict:
     carried = read_sidecar(weights)
     if carried is not None:
         theirs = carried.config
-        if (theirs.version, theirs.alpha, theirs.knobs) != (config.version, config.alpha, config.knobs):
+        if (theirs.version, theirs.alpha, theirs.knobs, theirs.widths) != \
+                (config.version, config.alpha, config.knobs, config.widths):
             raise WeightsFileError(f"weights {weights} are for {theirs.version} alpha={theirs.alpha:g} knobs="
-                                   f"{theirs.non_default_knobs or 'default'}; pass the same --version/--alpha/--set")
+                                   f"{theirs.non_default_knobs or 'default'}"
+                                   f"{' with per-layer widths' if theirs.widths else ''}; "
+                                   "pass the same --version/--alpha/--set")
         candidates = [dataclasses.replace(theirs, resolution=config.resolution)]
     else:
         candidates = [config, dataclasses.replace(config, num_classes=1000),

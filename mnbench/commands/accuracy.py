@@ -144,7 +144,8 @@ def _finetune_config(ctx, version, alpha, resolution, knobs, weights, classes):
     from mobilenets_tf import configure
 
     carried = carried_options(ctx, (version,), alpha, resolution, knobs, classes, weights, None, classes_typed=False)
-    return configure(version, carried["alpha"], carried["resolution"], classes, knobs=carried["knobs"])
+    return configure(version, carried["alpha"], carried["resolution"], classes, knobs=carried["knobs"],
+                     widths=carried["widths"])
 
 
 def carried_options(ctx, versions, alpha, resolution, knobs, num_classes, weights, calib_dir,
@@ -157,7 +158,7 @@ def carried_options(ctx, versions, alpha, resolution, knobs, num_classes, weight
     (and their defaults) stand, and a version is required.
 
     Returns:
-        dict with versions (tuple), alpha, resolution, knobs (dict), num_classes and calib_dir.
+        dict with versions (tuple), alpha, resolution, knobs (dict), widths (dict), num_classes and calib_dir.
 
     Raises:
         click.UsageError: no --version and no weights that carry one.
@@ -180,11 +181,11 @@ def carried_options(ctx, versions, alpha, resolution, knobs, num_classes, weight
         if not versions:
             raise click.UsageError("Missing option '--version' (needed unless --weights come from mnbench finetune)")
         return {"versions": tuple(versions), "alpha": alpha, "resolution": resolution, "knobs": knob_values,
-                "num_classes": num_classes, "calib_dir": calib_dir}
+                "widths": {}, "num_classes": num_classes, "calib_dir": calib_dir}
     if len(set(versions)) > 1:
         raise click.UsageError(f"--weights {weights} fit one version ({config.version}); pass one --version or none")
     return {"versions": (config.version,), "alpha": config.alpha, "resolution": config.resolution,
-            "knobs": dict(config.knobs), "num_classes": config.num_classes,
+            "knobs": dict(config.knobs), "widths": dict(config.widths), "num_classes": config.num_classes,
             "calib_dir": calib_dir if calib_dir is not None else read_sidecar(weights).training_data}
 
 

@@ -91,7 +91,8 @@ def export(ctx, versions, quants, alpha, resolution, knobs, num_classes, weights
                f"calibration: {calibration['source'] if calibration else 'none'}")
 
 
-def _requests(versions, quants, lowerings, *, alpha, resolution, num_classes, knobs, io, **options) -> list:
+def _requests(versions, quants, lowerings, *, alpha, resolution, num_classes, knobs, io, widths=None,
+              **options) -> list:
     """One request per (version, quantization, lowering); the lowering only multiplies int8 V3 models."""
     from mobilenets_tf import configure
 
@@ -101,7 +102,7 @@ def _requests(versions, quants, lowerings, *, alpha, resolution, num_classes, kn
 
     requests = {}
     for version in dict.fromkeys(versions):
-        config = configure(version, alpha, resolution, num_classes, knobs=knobs)
+        config = configure(version, alpha, resolution, num_classes, knobs=knobs, widths=widths)
         for quant in dict.fromkeys(quants):
             for lowering in dict.fromkeys(lowerings):
                 request = ExportRequest(config, Quant(quant), IoType(io), hswish=Lowering(lowering), **options)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from mobilenets_tf import configure, get_version, list_versions
@@ -46,24 +48,45 @@ def models(as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--version", "version", type=click.Choice(VERSIONS), required=True, help="MobileNet version.")
+@click.option("--version", "version", type=click.Choice(VERSIONS), help="MobileNet version (or --weights).")
 @config_options
 @click.option("--classes", "num_classes", type=int, default=1000, show_default=True, help="Classifier outputs.")
+@click.option("--weights", type=click.Path(path_type=Path),
+              help="Describe the model these weights are for (from `mnbench finetune` or `mnbench adapt`).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-def info(version: str, alpha: float, resolution: int, knobs: tuple[str, ...], num_classes: int,
-         as_json: bool) -> None:
+@click.pass_context
+def info(ctx, version: str | None, alpha: float, resolution: int, knobs: tuple[str, ...], num_classes: int,
+         weights: Path | None, as_json: bool) -> None:
     """Per-layer params and Mult-Adds of one configuration, counted as the papers count them."""
-    config = configure(version, alpha, resolution, num_classes, knobs=parse_knobs(knobs))
+    if weights is not None:
+        from mnbench.accuracy.weights_file import read_sidecar
+
+        from .accuracy import carried_options
+
+        if read_sidecar(weights) is None:
+            raise click.UsageError(f"--weights {weights} carry no configuration (no .json sidecar beside them)")
+        carried = carried_options(ctx, (version,) if version else (), alpha, resolution, knobs, num_classes,
+                                  weights, None)
+        version, alpha, resolution = carried["versions"][0], carried["alpha"], carried["resolution"]
+        config = configure(version, alpha, resolution, carried["num_classes"], knobs=carried["knobs"],
+                           widths=carried["widths"])
+    elif version is None:
+        raise click.UsageError("Missing option '--version' (or --weights)")
+    else:
+        config = configure(version, alpha, resolution, num_classes, knobs=parse_knobs(knobs))
     report = config.cost()
     if as_json:
         echo_json({"version": config.version, "alpha": config.alpha, "resolution": config.resolution,
-                   "num_classes": config.num_classes, "knobs": config.knobs, "params": report.params,
-                   "macs": report.macs, "layers": report.as_dicts()})
+                   "num_classes": config.num_classes, "knobs": config.knobs, "widths": config.plan().widths(),
+                   "widths_set": config.widths, "params": report.params, "macs": report.macs,
+                   "layers": report.as_dicts()})
         return
     click.echo(format_table(
         ["layer", "kind", "output", "params", "Mult-Adds"],
         [[r.name, r.kind, "x".join(map(str, r.output_shape)), r.params, r.macs] for r in report.rows]))
     knob_text = ", ".join(f"{k}={v}" for k, v in config.non_default_knobs.items()) or "published model"
-    click.echo(f"\n{version} alpha={config.alpha:g} resolution={resolution} ({knob_text}): "
+    if config.widths:
+        knob_text += "; per-layer widths " + ", ".join(f"{k}={v}" for k, v in config.widths.items())
+    click.echo(f"\n{version} alpha={config.alpha:g} resolution={config.resolution} ({knob_text}): "
                f"{report.params:,} params ({report.params / 1e6:.2f} M), "
                f"{report.macs:,} Mult-Adds ({report.macs / 1e6:.1f} M)")
