@@ -1,6 +1,7 @@
 """The subcommands, in the order ``mnbench --help`` lists them."""
 
 from .accuracy import evaluate, finetune
+from .adapt import adapt
 from .bench import bench
 from .compare import ab, compare, report
 from .device import device, devices, parse
@@ -9,4 +10,4 @@ from .models import info, models
 from .profile import profile
 
 COMMANDS = [models, info, export, inspect, bench, profile, compare, ab, report, devices, device, parse, finetune,
-            evaluate]
+            evaluate, adapt]

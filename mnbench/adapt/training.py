@@ -1,0 +1,54 @@
+"""Short- and long-term fine-tuning for NetAdapt, and accuracy as an exported model has it.
+
+Images are decoded once. Accuracy is always measured in inference mode after the BatchNorm statistics are
+set from training images (``accuracy.batchnorm``: the trap ``finetune`` handles, since a few hundred steps
+at momentum 0.999 leave the moving averages untrained).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mnbench.accuracy import datasets, pixels
+from mnbench.accuracy.datasets import LabeledImages
+from mobilenets_tf.config import ModelConfig
+
+BN_IMAGES = 512
+
+
+class ShortTraining:
+    """A fixed train/validation split of ``data``, decoded once, for many short fine-tunes."""
+
+    def __init__(self, data: LabeledImages, config: ModelConfig, val_fraction: float = 0.2, batch_size: int = 32,
+                 learning_rate: float = 5e-4, flip: bool = True, seed: int = 0):
+        self.train, self.val = datasets.split(data, val_fraction, seed)
+        if self.val is None:
+            raise ValueError("adapt needs a validation split")
+        self.train_px = pixels.load_pixels(self.train, config.resolution)
+        self.train_labels = np.asarray(self.train.labels)
+        self.val_inputs = pixels.eval_inputs(pixels.load_pixels(self.val, config.resolution), config)
+        self.val_labels = np.asarray(self.val.labels)
+        self.config, self.batch_size, self.rate, self.flip, self.seed = config, batch_size, learning_rate, flip, seed
+        chosen = np.sort(np.random.default_rng(seed).permutation(len(self.train_px))[:BN_IMAGES])
+        self.bn_inputs = pixels.eval_inputs(self.train_px[chosen], config)
+
+    def tune(self, model, steps: int) -> None:
+        """``steps`` steps of Adam on augmented training batches (BatchNorm in training mode)."""
+        if steps < 1:
+            return
+        import keras
+
+        model.compile(optimizer=keras.optimizers.Adam(self.rate), loss="sparse_categorical_crossentropy",
+                      jit_compile=False)
+        data = pixels.train_dataset(self.train_px, self.train_labels, self.config, self.batch_size, self.flip,
+                                    self.seed).repeat()
+        model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
+
+    def accuracy(self, model) -> float:
+        """Validation top-1 in inference mode, BatchNorm statistics set from training images first."""
+        from mnbench.accuracy.batchnorm import PopulationStatistics
+
+        parts = np.array_split(np.arange(len(self.bn_inputs)), max(1, round(len(self.bn_inputs) / 64)))
+        PopulationStatistics(model).apply(self.bn_inputs[part] for part in parts)
+        scores = model.predict(self.val_inputs, batch_size=64, verbose=0)
+        return float(np.mean(np.argmax(scores, axis=1) == self.val_labels))

@@ -1,0 +1,177 @@
+"""mnbench adapt: budget schedule, width proposals, probe packing, the latency table, weight carry-over."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mnbench.adapt.budget import Budget
+from mnbench.adapt.errors import AdaptError
+from mnbench.adapt.latency import LatencyTable
+from mnbench.adapt.proposals import (GRANULE, Proposal, best, estimate_ms, narrower, objective, pack, signature,
+                                     touched, with_width)
+from mobilenets_tf import configure
+
+from .helpers import images
+
+CONFIG = configure("v3-small", 0.5, 64, 3)
+
+
+# ---- budget --------------------------------------------------------------------------------------------
+
+def test_budget_from_a_ratio_and_the_targets_step_down_to_it():
+    budget = Budget.make(10.0, budget_ratio=0.8, step=0.05)
+    assert (budget.budget_ms, budget.step_ms) == pytest.approx((8.0, 0.5))
+    assert budget.target(10.0) == pytest.approx(9.5)
+    assert budget.target(8.3) == pytest.approx(8.0)          # never below the budget
+    assert not budget.met(8.01) and budget.met(8.0)
+    assert "NOT met" in budget.shortfall(8.4) and "80 % of the way" in budget.shortfall(8.4)
+    assert budget.shortfall(7.9).startswith("within the budget")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({}, "one of"), ({"budget_ms": 1.0, "budget_ratio": 0.5}, "one of"),
+    ({"budget_ms": 12.0}, "already meets"), ({"budget_ratio": 1.0}, r"\(0, 1\)"),
+    ({"budget_ms": 5.0, "step": 0.0}, "--step"), ({"budget_ms": -1.0}, "positive"),
+])
+def test_bad_budgets_are_refused(kwargs, message):
+    with pytest.raises(AdaptError, match=message):
+        Budget.make(10.0, **kwargs)
+
+
+# ---- proposals -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("width, steps, expected", [(96, 1, 88), (96, 3, 72), (12, 1, 8), (16, 1, 8),
+                                                     (8, 1, None), (16, 2, None), (100, 1, 96)])
+def test_narrower_stays_on_the_grid_and_above_one_granule(width, steps, expected):
+    assert narrower(width, steps) == expected
+    if expected is not None:
+        assert expected % GRANULE == 0 and expected < width
+
+
+def test_a_proposal_changes_one_width_and_touches_only_the_layers_that_read_or_write_it():
+    expand = with_width(CONFIG, "block05.expand", 64)
+    assert expand.plan().widths()["block05.expand"] == 64
+    assert touched(CONFIG, expand) == {"block05"}
+    stage = with_width(CONFIG, "stage04.out", 16)
+    # at alpha 0.5 the 40- and 48-channel stages both round to 24: residual sums join block04..block08
+    assert [n for n, s in CONFIG.plan().stages().items() if s == "stage04"] == [f"block0{i}" for i in range(4, 9)]
+    assert touched(CONFIG, stage) == {f"block0{i}" for i in range(4, 10)}       # block09 reads the stage
+
+
+def test_packed_probes_give_every_proposal_its_own_layer_shapes():
+    widths = CONFIG.plan().widths()
+    proposals = [Proposal(key, narrower(w, 1), with_width(CONFIG, key, narrower(w, 1)))
+                 for key, w in widths.items() if narrower(w, 1)]
+    probes = pack(CONFIG, proposals)
+    assert len(probes) < len(proposals)                 # merging happened
+    assert sorted(p.key for _, members in probes for p in members) == sorted(p.key for p in proposals)
+    for probe, members in probes:
+        in_probe = {layer.name: signature(layer) for layer in probe.plan().layers}
+        for proposal in members:
+            alone = {layer.name: signature(layer) for layer in proposal.config.plan().layers}
+            for name in touched(CONFIG, proposal.config):
+                assert in_probe[name] == alone[name]
+
+
+class FakeTable:
+    def __init__(self, us_per_channel):
+        self.rate = us_per_channel
+
+    def layer_us(self, layer):
+        return self.rate * getattr(layer, "expanded", getattr(layer, "filters", 0))
+
+
+def test_estimate_is_the_measured_latency_plus_the_tables_difference():
+    proposed = with_width(CONFIG, "block05.expand", 64)
+    before = {layer.name: layer for layer in CONFIG.plan().layers}["block05"].expanded
+    assert estimate_ms(2.0, CONFIG, proposed, FakeTable(1.0)) == pytest.approx(2.0 + (64 - before) / 1000)
+
+
+def test_the_best_accuracy_per_millisecond_wins():
+    rows = [{"key": "a", "objective": objective(-0.02, -0.1)}, {"key": "b", "objective": objective(-0.01, -0.1)},
+            {"key": "c", "objective": objective(-0.01, -0.02)}, {"key": "d", "objective": None}]
+    assert best(rows)["key"] == "b"
+    assert best([{"objective": None}]) is None
+
+
+# ---- the latency table ---------------------------------------------------------------------------------
+
+def test_latency_table_keeps_samples_per_layer_shape_and_is_cached_per_target(tmp_path):
+    tools = {"ai-edge-litert": "x"}
+    table = LatencyTable(tmp_path, "host", "v3-small", "int8", 1, tools)
+    layers = CONFIG.plan().layers
+    assert table.missing(CONFIG) == list(layers)
+    table.record(CONFIG, {layer.name: 10.0 for layer in layers})
+    table.record(CONFIG, {layer.name: 30.0 for layer in layers if layer.name != "pool"})
+    pool = next(layer for layer in layers if layer.name == "pool")
+    assert table.layer_us(layers[1]) == 20.0 and table.layer_us(pool) == 5.0   # no slice of its own: 0
+    assert table.model_us(CONFIG) == pytest.approx(20.0 * (len(layers) - 1) + 5.0)
+    again = LatencyTable(tmp_path, "host", "v3-small", "int8", 1, tools)
+    assert again.loaded == len(table.samples) and not again.missing(CONFIG)
+    other_phone = LatencyTable(tmp_path, "R58M123", "v3-small", "int8", 1, tools)
+    newer_tools = LatencyTable(tmp_path, "host", "v3-small", "int8", 1, {"ai-edge-litert": "y"})
+    assert other_phone.loaded == 0 and newer_tools.loaded == 0
+    record = json.loads(table.path.read_text())
+    assert record["key"]["target"] == "host" and len(record["entries"]) == len(table.samples)
+
+
+# ---- weight carry-over ---------------------------------------------------------------------------------
+
+def _model(config, seed=1):
+    from mobilenets_tf.builder import build_from_config
+
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return build_from_config(config, classifier_activation=None)
+
+
+def test_dead_expansion_channels_are_dropped_and_outputs_do_not_change():
+    from mnbench.adapt.carry import carry_weights
+
+    source = _model(CONFIG)
+    width = CONFIG.plan().widths()["block10.expand"]          # 288 at alpha 0.5; its SE width 72 stays at 280
+    dead = np.arange(width)[1::35][:8]                          # 8 channels spread over the block
+    for name in ("block10_expand", "block10_expand_bn", "block10_dw_bn"):
+        layer = source.get_layer(name)
+        weights = layer.get_weights()
+        if name == "block10_expand":
+            weights[0][..., dead] = 0.0                         # lowest L1 norm: these go
+        else:
+            weights[0][dead] = 0.0                              # gamma and beta 0: the channel is exactly 0
+            weights[1][dead] = 0.0
+        layer.set_weights(weights)
+    thinner = with_width(CONFIG, "block10.expand", width - 8)
+    target = _model(thinner, seed=2)
+    kept = carry_weights(source, target, thinner)
+    assert kept == {"block10.expand": width - 8}
+    batch = images("v3-small", resolution=64)
+    np.testing.assert_allclose(target(batch, training=False), source(batch, training=False), atol=1e-4)
+
+
+def test_a_stage_keeps_the_channels_with_the_largest_norm_across_its_blocks():
+    from mnbench.adapt.carry import carry_weights
+
+    source = _model(CONFIG)
+    thinner = with_width(CONFIG, "stage04.out", 16)
+    norms = sum(np.abs(source.get_layer(f"block0{i}_project").get_weights()[0]).sum(axis=(0, 1, 2))
+                for i in range(4, 9))                   # the stage's five blocks (see above)
+    kept = np.sort(np.argsort(-norms, kind="stable")[:16])
+    target = _model(thinner, seed=2)
+    carry_weights(source, target, thinner)
+    for name in ("block04_project", "block08_project"):
+        np.testing.assert_array_equal(target.get_layer(name).get_weights()[0],
+                                      source.get_layer(name).get_weights()[0][..., kept])
+    np.testing.assert_array_equal(target.get_layer("block09_expand").get_weights()[0],
+                                  source.get_layer("block09_expand").get_weights()[0][:, :, kept, :])
+    np.testing.assert_array_equal(target.get_layer("block05_project_bn").get_weights()[2],
+                                  source.get_layer("block05_project_bn").get_weights()[2][kept])
+
+
+def test_carry_refuses_to_grow():
+    from mnbench.adapt.carry import carry_weights
+
+    wider = with_width(CONFIG, "block05.expand", CONFIG.plan().widths()["block05.expand"] + 8)
+    with pytest.raises(AdaptError, match="grow"):
+        carry_weights(_model(CONFIG), _model(wider), wider)
