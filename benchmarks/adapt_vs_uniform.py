@@ -87,6 +87,7 @@ def one_seed(seed: int, args, train: Path, test: Path, work: Path) -> list[dict]
         out = work / f"adapt_s{seed}_a{alpha:g}"
         result = adapt(start, data, out, search, table, weights=start_weights, budget_ms=budget_ms,
                        options=AdaptOptions(step=args.step, short_steps=args.short_steps,
+                                            max_proposals=args.max_proposals,
                                             long_epochs=args.long_epochs, flip=False, seed=seed), progress=False)
         adapted = configure("v3-small", 1.0, args.resolution, classes, widths=result["config"]["widths"])
         uniform_weights = work / f"uniform_s{seed}_a{alpha:g}.weights.h5"
@@ -117,7 +118,7 @@ def markdown(rows: list[dict], args, seconds: float, load: tuple) -> str:
     command = (f"python benchmarks/adapt_vs_uniform.py --seeds {args.seeds} --alphas "
                f"{','.join(f'{a:g}' for a in args.alphas)} --resolution {args.resolution} --start-epochs "
                f"{args.start_epochs} --long-epochs {args.long_epochs} --step {args.step} --short-steps "
-               f"{args.short_steps} --per-class {args.per_class} --quant {args.quant} --threads {args.threads}")
+               f"{args.short_steps} --max-proposals {args.max_proposals} --per-class {args.per_class} --quant {args.quant} --threads {args.threads}")
     lines = [header("NetAdapt (mnbench adapt) against uniform width scaling at equal latency", command), "",
              __doc__.split("\n\n", 1)[1].split("Writes")[0].strip(), "",
              f"Load average before/after: {load[0]:.2f} / {os.getloadavg()[0]:.2f} on 2 cores shared with other "
@@ -155,6 +156,7 @@ def main() -> None:
     parser.add_argument("--long-epochs", type=int, default=4)
     parser.add_argument("--step", type=float, default=0.05)
     parser.add_argument("--short-steps", type=int, default=10)
+    parser.add_argument("--max-proposals", type=int, default=0, help="0: fine-tune every proposal")
     parser.add_argument("--quant", default="fp32", help="precision adapt searches at")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=ROOT / "results")
