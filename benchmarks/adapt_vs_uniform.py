@@ -10,7 +10,8 @@ test. Model: V3-Small at ``--resolution`` px, trained from scratch. Per seed:
      (the same total epochs);
   3. both are scored on the test digits in inference mode (BatchNorm statistics re-estimated), and both are
      exported at fp32 and int8 and timed whole on this host, interleaved in the same rounds.
-Writes results/adapt_vs_uniform.{csv,md}. Run: python benchmarks/adapt_vs_uniform.py [--seeds 3 --alphas 0.75,0.5]
+Writes results/adapt_vs_uniform.{csv,md}.
+Run: python benchmarks/adapt_vs_uniform.py [--seeds 3 --alphas 0.75,0.5]
 """
 
 import argparse
@@ -51,7 +52,8 @@ def write_digits(folder: Path, per_class: int) -> tuple[Path, Path]:
             target = folder / split / str(digit)
             target.mkdir(parents=True, exist_ok=True)
             for index in chosen:
-                Image.fromarray(images[index].reshape(28, 28).astype(np.uint8)).save(target / f"{index:04d}.png")
+                image = Image.fromarray(images[index].reshape(28, 28).astype(np.uint8))
+                image.save(target / f"{index:04d}.png")
     return folder / "train", folder / "test"
 
 
@@ -85,10 +87,10 @@ def one_seed(seed: int, args, train: Path, test: Path, work: Path) -> list[dict]
         uniform = configure("v3-small", alpha, args.resolution, classes)
         budget_ms = search.whole_ms({"uniform": uniform})["uniform"]
         out = work / f"adapt_s{seed}_a{alpha:g}"
+        options = AdaptOptions(step=args.step, short_steps=args.short_steps, max_proposals=args.max_proposals,
+                               long_epochs=args.long_epochs, flip=False, seed=seed)
         result = adapt(start, data, out, search, table, weights=start_weights, budget_ms=budget_ms,
-                       options=AdaptOptions(step=args.step, short_steps=args.short_steps,
-                                            max_proposals=args.max_proposals,
-                                            long_epochs=args.long_epochs, flip=False, seed=seed), progress=False)
+                       options=options, progress=False)
         adapted = configure("v3-small", 1.0, args.resolution, classes, widths=result["config"]["widths"])
         uniform_weights = work / f"uniform_s{seed}_a{alpha:g}.weights.h5"
         keras.backend.clear_session()
@@ -98,14 +100,15 @@ def one_seed(seed: int, args, train: Path, test: Path, work: Path) -> list[dict]
         for quant in ("fp32", "int8"):     # both models in the same interleaved rounds
             timed[quant] = Target("host", quant, args.threads, work / quant).whole_ms({"adapted": adapted,
                                                                                         "uniform": uniform})
+        adapted_extra = {"iterations": result["iterations"], "adapt_search_ms": round(result["final_ms"], 4),
+                         "seconds": result["seconds"]}
         for name, config, weights, extra in (
-                ("adapted", adapted, out / "adapted.weights.h5", {"iterations": result["iterations"],
-                                                                 "adapt_search_ms": round(result["final_ms"], 4),
-                                                                 "seconds": result["seconds"]}),
+                ("adapted", adapted, out / "adapted.weights.h5", adapted_extra),
                 ("uniform", uniform, uniform_weights, {"seconds": trained["seconds"]})):
             top1 = test_top1(config, weights, test)
             low, high = wilson_interval(top1 * 1000, 1000)
-            rows.append({"seed": seed, "alpha": alpha, "model": name, "epochs": args.start_epochs + args.long_epochs,
+            rows.append({"seed": seed, "alpha": alpha, "model": name,
+                         "epochs": args.start_epochs + args.long_epochs,
                          "test_top1": round(top1, 4), "top1_low": round(low, 4), "top1_high": round(high, 4),
                          "fp32_ms": round(timed["fp32"][name], 4), "int8_ms": round(timed["int8"][name], 4),
                          "budget_ms": round(budget_ms, 4), "macs": config.cost().macs,
@@ -118,14 +121,16 @@ def markdown(rows: list[dict], args, seconds: float, load: tuple) -> str:
     command = (f"python benchmarks/adapt_vs_uniform.py --seeds {args.seeds} --alphas "
                f"{','.join(f'{a:g}' for a in args.alphas)} --resolution {args.resolution} --start-epochs "
                f"{args.start_epochs} --long-epochs {args.long_epochs} --step {args.step} --short-steps "
-               f"{args.short_steps} --max-proposals {args.max_proposals} --per-class {args.per_class} --quant {args.quant} --threads {args.threads}")
+               f"{args.short_steps} --max-proposals {args.max_proposals} --per-class {args.per_class} "
+               f"--quant {args.quant} --threads {args.threads}")
     lines = [header("NetAdapt (mnbench adapt) against uniform width scaling at equal latency", command), "",
              __doc__.split("\n\n", 1)[1].split("Writes")[0].strip(), "",
-             f"Load average before/after: {load[0]:.2f} / {os.getloadavg()[0]:.2f} on 2 cores shared with other "
-             "jobs: latencies are noisy; compare the two models of a row, which were timed in the same rounds.",
+             f"Load average before/after: {load[0]:.2f} / {os.getloadavg()[0]:.2f} on 2 cores shared with "
+             "other jobs: latencies are noisy; compare the two models of a row, timed in the same rounds.",
              "", "## Summary (mean over seeds; test top-1 on 1,000 digits)", "",
-             "| budget | model | seeds | test top-1 % (per-seed range) | fp32 ms | int8 ms | adapted/uniform fp32 | "
-             "adapted/uniform int8 | Mult-Adds M |", "|---|---|---|---|---|---|---|---|---|"]
+             "| budget | model | seeds | test top-1 % (per-seed range) | fp32 ms | int8 ms | "
+             "adapted/uniform fp32 | adapted/uniform int8 | Mult-Adds M |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for alpha in args.alphas:
         for model in ("adapted", "uniform"):
             group = [r for r in rows if r["alpha"] == alpha and r["model"] == model]
@@ -134,10 +139,12 @@ def markdown(rows: list[dict], args, seconds: float, load: tuple) -> str:
             pair = [(a, u) for a in group for u in rows if u["alpha"] == alpha and u["model"] == "uniform"
                     and u["seed"] == a["seed"]]
             top = [100 * r["test_top1"] for r in group]
-            ratio = {q: statistics.mean(a[f"{q}_ms"] / u[f"{q}_ms"] for a, u in pair) for q in ("fp32", "int8")}
-            lines.append(f"| latency of alpha {alpha:g} | {model} | {len(group)} | {statistics.mean(top):.1f} "
-                         f"({min(top):.1f}-{max(top):.1f}) | {statistics.mean(r['fp32_ms'] for r in group):.4f} | "
-                         f"{statistics.mean(r['int8_ms'] for r in group):.4f} | {ratio['fp32']:.3f} | "
+            ratio = {q: statistics.mean(a[f"{q}_ms"] / u[f"{q}_ms"] for a, u in pair)
+                     for q in ("fp32", "int8")}
+            fp32, int8 = (statistics.mean(r[f"{q}_ms"] for r in group) for q in ("fp32", "int8"))
+            lines.append(f"| latency of alpha {alpha:g} | {model} | {len(group)} | "
+                         f"{statistics.mean(top):.1f} "
+                         f"({min(top):.1f}-{max(top):.1f}) | {fp32:.4f} | {int8:.4f} | {ratio['fp32']:.3f} | "
                          f"{ratio['int8']:.3f} | {statistics.mean(r['macs'] for r in group) / 1e6:.2f} |")
     lines += ["", "## Every run (top1_low/high: Wilson 95 % interval over the 1,000 test digits)", "",
               "| " + " | ".join(FIELDS) + " |", "|" + "---|" * len(FIELDS)]
@@ -149,7 +156,8 @@ def markdown(rows: list[dict], args, seconds: float, load: tuple) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--alphas", type=lambda text: [float(a) for a in text.split(",")], default=[0.75, 0.5])
+    parser.add_argument("--alphas", type=lambda text: [float(a) for a in text.split(",")],
+                        default=[0.75, 0.5])
     parser.add_argument("--resolution", type=int, default=32)
     parser.add_argument("--per-class", type=int, default=100)
     parser.add_argument("--start-epochs", type=int, default=6)

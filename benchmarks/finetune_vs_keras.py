@@ -2,7 +2,8 @@
 
 Data: three textures that ship inside scikit-image (``brick``, ``grass``, ``gravel``, 512x512 grey
 photographs), cut into random 128 px crops: 60 training crops per class from the top half of each photograph
-and 40 test crops per class from the bottom half (no pixel of a test crop was seen in training); resolution 96.
+and 40 test crops per class from the bottom half (no pixel of a test crop was seen in training);
+resolution 96.
 Both sides train V3-Small alpha 0.75 from scratch for the same epochs on the same 180 training crops, seed by
 seed, and are scored on the same 120 test crops in inference mode:
   * plain: keras.applications.MobileNetV3Small(alpha=0.75), BatchNorm momentum 0.9, Adam 1e-3, all 180
@@ -45,14 +46,16 @@ def write_textures(folder: Path) -> tuple[Path, Path]:
     for name in TEXTURES:
         photo = getattr(skimage.data, name)()
         half = photo.shape[0] // 2
-        for split, count, rows in (("train", TRAIN_PER_CLASS, (0, half)), ("test", TEST_PER_CLASS, (half, 512))):
+        for split, count, rows in (("train", TRAIN_PER_CLASS, (0, half)),
+                                   ("test", TEST_PER_CLASS, (half, 512))):
             target = folder / split / name
             target.mkdir(parents=True, exist_ok=True)
             for index in range(count):
                 top = rng.integers(rows[0], rows[1] - CROP + 1)
                 left = rng.integers(0, photo.shape[1] - CROP + 1)
                 crop = photo[top:top + CROP, left:left + CROP]
-                Image.fromarray(np.stack([crop] * 3, axis=-1).astype(np.uint8)).save(target / f"{index:03d}.png")
+                image = Image.fromarray(np.stack([crop] * 3, axis=-1).astype(np.uint8))
+                image.save(target / f"{index:03d}.png")
     return folder / "train", folder / "test"
 
 
@@ -68,8 +71,9 @@ def plain_keras(seed: int, epochs: int, train: Path, config, test_x, test_y) -> 
     keras.utils.set_random_seed(seed)
     data = datasets.load(train)
     x = pixels.eval_inputs(pixels.load_pixels(data, config.resolution), config)
-    model = keras.applications.MobileNetV3Small(input_shape=(config.resolution, config.resolution, 3), alpha=0.75,
-                                                 weights=None, classes=len(TEXTURES))
+    shape = (config.resolution, config.resolution, 3)
+    model = keras.applications.MobileNetV3Small(input_shape=shape, alpha=0.75, weights=None,
+                                                 classes=len(TEXTURES))
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = 0.9
@@ -78,8 +82,8 @@ def plain_keras(seed: int, epochs: int, train: Path, config, test_x, test_y) -> 
     model.fit(x, np.asarray(data.labels), batch_size=32, epochs=epochs, shuffle=True, verbose=0)
     seconds = time.perf_counter() - started
     top1 = float(np.mean(np.argmax(model.predict(test_x, verbose=0), axis=1) == test_y))
-    return {"seed": seed, "recipe": "plain keras.applications", "epochs_run": epochs, "test_top1": round(top1, 4),
-            "train_s": round(seconds, 1)}
+    return {"seed": seed, "recipe": "plain keras.applications", "epochs_run": epochs,
+            "test_top1": round(top1, 4), "train_s": round(seconds, 1)}
 
 
 def mnbench_finetune(seed: int, epochs: int, train: Path, config, test_x, test_y, work: Path) -> dict:
@@ -89,8 +93,8 @@ def mnbench_finetune(seed: int, epochs: int, train: Path, config, test_x, test_y
 
     keras.backend.clear_session()
     weights = work / f"s{seed}.weights.h5"
-    report = finetune(config, datasets.load(train), weights, options=FinetuneOptions(epochs=epochs, seed=seed),
-                      force=True)
+    report = finetune(config, datasets.load(train), weights, force=True,
+                      options=FinetuneOptions(epochs=epochs, seed=seed))
     model, _ = build_model(config, weights, images=None)
     top1 = float(np.mean(np.argmax(model.predict(test_x, verbose=0), axis=1) == test_y))
     return {"seed": seed, "recipe": "mnbench finetune", "epochs_run": report["epochs_run"],
@@ -101,19 +105,19 @@ def markdown(rows: list[dict], args, seconds: float, load: tuple) -> str:
     command = f"python benchmarks/finetune_vs_keras.py --seeds {args.seeds} --epochs {args.epochs}"
     lines = [header("finetune against a plain Keras fit on 180 texture crops", command), "",
              __doc__.split("\n\n", 1)[1].split("Writes")[0].strip(), "",
-             f"Load average before/after: {load[0]:.2f} / {os.getloadavg()[0]:.2f} (2 cores shared with other "
-             "jobs: the seconds are only indicative).", "",
-             "## Summary (test top-1 over seeds: mean, min-max)", "", "| recipe | seeds | mean top-1 % | range % | "
-             "epochs run |", "|---|---|---|---|---|"]
+             f"Load average before/after: {load[0]:.2f} / {os.getloadavg()[0]:.2f} (2 cores shared with "
+             "other jobs: the seconds are only indicative).", "",
+             "## Summary (test top-1 over seeds: mean, min-max)", "",
+             "| recipe | seeds | mean top-1 % | range % | epochs run |", "|---|---|---|---|---|"]
     for recipe in dict.fromkeys(r["recipe"] for r in rows):
         group = [r for r in rows if r["recipe"] == recipe]
         top = [100 * r["test_top1"] for r in group]
-        lines.append(f"| {recipe} | {len(group)} | {statistics.mean(top):.1f} | {min(top):.1f}-{max(top):.1f} | "
-                     f"{', '.join(str(r['epochs_run']) for r in group)} |")
+        lines.append(f"| {recipe} | {len(group)} | {statistics.mean(top):.1f} | "
+                     f"{min(top):.1f}-{max(top):.1f} | {', '.join(str(r['epochs_run']) for r in group)} |")
     lines += ["", "## Every run", "", "| " + " | ".join(FIELDS) + " |", "|" + "---|" * len(FIELDS)]
     lines += ["| " + " | ".join(str(row[field]) for field in FIELDS) + " |" for row in rows]
-    lines += ["", f"Total time {seconds / 60:.1f} min; each test crop is {100 / (3 * TEST_PER_CLASS):.2f} points.",
-              ""]
+    lines += ["", f"Total time {seconds / 60:.1f} min; each test crop is "
+              f"{100 / (3 * TEST_PER_CLASS):.2f} points.", ""]
     return "\n".join(lines)
 
 

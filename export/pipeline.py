@@ -58,8 +58,8 @@ class ExportRequest:
 
 
 def model_stem(config: ModelConfig, quant: Quant, io: IoType = IoType.INT8, lowering: Lowering | None = None) -> str:
-    """``v3-small_a1.00_r224_int8``, with non-default knobs, classes, per-layer widths (a digest), I/O type and
-    lowering spelled out."""
+    """``v3-small_a1.00_r224_int8``, with non-default knobs, classes, per-layer widths (a digest), I/O type
+    and lowering spelled out."""
     parts = [config.version, f"a{config.alpha:.2f}", f"r{config.resolution}"]
     parts += [f"{k}-{str(v).lower()}" for k, v in sorted(config.non_default_knobs.items())]
     if config.num_classes != 1000:

@@ -215,7 +215,8 @@ def _set_widths(plan: Plan, widths: dict[str, int], divisor: int) -> Plan:
     for layer in plan.layers:
         changes = {}
         if isinstance(layer, (ConvLayer, DwSepLayer, InvResLayer)):
-            changes = {"in_channels": channels, "filters": widths.get(f"{stages[layer.name]}.out", layer.filters)}
+            filters = widths.get(f"{stages[layer.name]}.out", layer.filters)
+            changes = {"in_channels": channels, "filters": filters}
         if isinstance(layer, InvResLayer):
             expanded = widths.get(f"{layer.name}.expand", layer.expanded) if layer.expand else channels
             se_filters = make_divisible(expanded * 0.25, divisor) if layer.se_filters else 0

@@ -8,8 +8,8 @@ import pytest
 from mnbench.adapt.budget import Budget
 from mnbench.adapt.errors import AdaptError
 from mnbench.adapt.latency import LatencyTable
-from mnbench.adapt.proposals import (GRANULE, Proposal, best, estimate_ms, narrower, objective, pack, signature,
-                                     touched, with_width)
+from mnbench.adapt.proposals import (GRANULE, Proposal, best, estimate_ms, narrower, objective, pack,
+                                     signature, touched, with_width)
 from mobilenets_tf import configure
 
 from .helpers import images
@@ -55,7 +55,8 @@ def test_a_proposal_changes_one_width_and_touches_only_the_layers_that_read_or_w
     assert touched(CONFIG, expand) == {"block05"}
     stage = with_width(CONFIG, "stage04.out", 16)
     # at alpha 0.5 the 40- and 48-channel stages both round to 24: residual sums join block04..block08
-    assert [n for n, s in CONFIG.plan().stages().items() if s == "stage04"] == [f"block0{i}" for i in range(4, 9)]
+    stage04 = [name for name, stage in CONFIG.plan().stages().items() if stage == "stage04"]
+    assert stage04 == [f"block0{i}" for i in range(4, 9)]
     assert touched(CONFIG, stage) == {f"block0{i}" for i in range(4, 10)}       # block09 reads the stage
 
 
@@ -89,7 +90,8 @@ def test_estimate_is_the_measured_latency_plus_the_tables_difference():
 
 
 def test_the_best_accuracy_per_millisecond_wins():
-    rows = [{"key": "a", "objective": objective(-0.02, -0.1)}, {"key": "b", "objective": objective(-0.01, -0.1)},
+    rows = [{"key": "a", "objective": objective(-0.02, -0.1)},
+            {"key": "b", "objective": objective(-0.01, -0.1)},
             {"key": "c", "objective": objective(-0.01, -0.02)}, {"key": "d", "objective": None}]
     assert best(rows)["key"] == "b"
     assert best([{"objective": None}]) is None

@@ -20,12 +20,13 @@ PLATEAU = [0.50, 0.80, 0.81, 0.80, 0.79, 0.80, 0.81, 0.79, 0.80, 0.79, 0.80, 0.7
            0.80, 0.79, 0.80, 0.80, 0.80, 0.81, 0.79, 0.80, 0.80, 0.79, 0.80, 0.80, 0.79, 0.80, 0.80]
 
 
-def _epochs_run(curve: list[float], epochs: int, patience: int = 3, val_images: int = 36) -> tuple[int, object]:
+def _epochs_run(curve: list[float], epochs: int, patience: int = 3,
+                val_images: int = 36) -> tuple[int, object]:
     """Drive finetune's stopping callbacks with ``curve``; return (epochs run, the model)."""
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.stop_training = False
-    callbacks = _callbacks(None, 1, epochs, lambda: 0, np.zeros((val_images, 2)), np.zeros(val_images, int), 8,
-                           patience)
+    callbacks = _callbacks(None, 1, epochs, lambda: 0, np.zeros((val_images, 2)), np.zeros(val_images, int),
+                           8, patience)
     stoppers = [c for c in callbacks if type(c).__name__ not in ("Epochs", "TerminateOnNaN")]
     assert stoppers, "finetune installs no early stopping"
     for callback in stoppers:

@@ -1,4 +1,4 @@
-"""Per-layer widths (NetAdapt's configuration): plan, constraints, cost, Keras graph, files that carry them."""
+"""Per-layer widths (NetAdapt's configuration): plan, constraints, cost, Keras graph, files carrying them."""
 
 import json
 

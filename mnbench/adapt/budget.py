@@ -51,5 +51,6 @@ class Budget:
             return f"within the budget: {measured_ms:.3f} ms <= {self.budget_ms:.3f} ms"
         over = measured_ms - self.budget_ms
         done = (self.start_ms - measured_ms) / (self.start_ms - self.budget_ms)
-        return (f"budget NOT met: {measured_ms:.3f} ms is {over:.3f} ms ({100 * over / self.budget_ms:.1f} %) "
+        return (f"budget NOT met: {measured_ms:.3f} ms is {over:.3f} ms "
+                f"({100 * over / self.budget_ms:.1f} %) "
                 f"above {self.budget_ms:.3f} ms; {100 * done:.0f} % of the way from {self.start_ms:.3f} ms")

@@ -33,9 +33,11 @@ def layer_groups(config: ModelConfig) -> dict[str, tuple[str, str | None]]:
                            f"{name}_pw": (current, out), f"{name}_pw_bn": (out, out)})
             current = out
         elif isinstance(layer, InvResLayer):
-            out, expanded, se = f"{stages[name]}.out", f"{name}.expand" if layer.expand else current, f"{name}.se"
+            out, se = f"{stages[name]}.out", f"{name}.se"
+            expanded = f"{name}.expand" if layer.expand else current
             if layer.expand:
-                groups.update({f"{name}_expand": (current, expanded), f"{name}_expand_bn": (expanded, expanded)})
+                groups.update({f"{name}_expand": (current, expanded),
+                               f"{name}_expand_bn": (expanded, expanded)})
             groups.update({f"{name}_dw": (expanded, expanded), f"{name}_dw_bn": (expanded, expanded),
                            f"{name}_se_reduce": (expanded, se), f"{name}_se_expand": (se, expanded),
                            f"{name}_project": (expanded, out), f"{name}_project_bn": (out, out)})
@@ -78,14 +80,16 @@ def norm_removed(source, config: ModelConfig, key: str, width: int) -> float:
     return float(1 - np.sort(norms)[::-1][:width].sum() / max(norms.sum(), 1e-12))
 
 
-def kept_channels(source, groups: dict[str, tuple[str, str | None]], sizes: dict[str, int]) -> dict[str, np.ndarray]:
+def kept_channels(source, groups: dict[str, tuple[str, str | None]],
+                  sizes: dict[str, int]) -> dict[str, np.ndarray]:
     """For each group that shrinks to ``sizes[group]``: indices of the channels kept, in their order."""
     norms, kept = _norms(source, groups), {}
     for group, size in sizes.items():
         if group not in norms or size == len(norms[group]):
             continue
         if size > len(norms[group]):
-            raise AdaptError(f"{group} would grow from {len(norms[group])} to {size} channels; adapt only shrinks")
+            raise AdaptError(f"{group} would grow from {len(norms[group])} to {size} channels; "
+                             "adapt only shrinks")
         kept[group] = np.sort(np.argsort(-norms[group], kind="stable")[:size])
     return kept
 

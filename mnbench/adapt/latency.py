@@ -1,4 +1,5 @@
-"""The latency lookup table: microseconds per layer shape, measured on the target, cached per target and family.
+"""The latency lookup table: microseconds per layer shape, measured on the target, cached per target and
+family.
 
 A layer's entry is keyed by everything that decides its latency (its planned shape: kind, kernel, widths,
 stride, spatial size, activation, ...; ``proposals.signature``). Entries come from probe models exported at
@@ -67,7 +68,8 @@ class LatencyTable:
         A layer with no slice of its own (the target fused it into a neighbour) costs 0 here.
         """
         for layer in config.plan().layers:
-            self.samples.setdefault(signature(layer), []).append(max(0.0, float(block_us.get(layer.name, 0.0))))
+            value = max(0.0, float(block_us.get(layer.name, 0.0)))
+            self.samples.setdefault(signature(layer), []).append(value)
         self.save()
 
     def save(self) -> None:
@@ -88,7 +90,8 @@ class LatencyTable:
 class Target:
     """Exports configurations at the run's precision and times them on the target (host or a phone)."""
 
-    def __init__(self, target: str, quant: str, threads: int, work: Path, benchmark_binary: Path | None = None):
+    def __init__(self, target: str, quant: str, threads: int, work: Path,
+                 benchmark_binary: Path | None = None):
         from export import mixed
 
         self.name, self.quant, self.threads, self.work = target, quant, threads, Path(work)
@@ -96,7 +99,8 @@ class Target:
             mixed.PhoneTimer(target, threads, benchmark_binary)
 
     def model(self, config: ModelConfig) -> bytes:
-        """The .tflite of ``config`` at the run's precision (random weights: latency does not depend on them)."""
+        """The .tflite of ``config`` at the run's precision (random weights: latency does not depend on
+        them)."""
         from export.pipeline import ExportRequest, export_many
         from export.quantization import Quant
 

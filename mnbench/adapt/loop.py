@@ -23,24 +23,23 @@ from pathlib import Path
 from mobilenets_tf.config import ModelConfig, configure
 
 from .budget import Budget
-from .errors import AdaptError
 from .latency import LatencyTable, Target, fill
 from .proposals import Proposal, best, estimate_ms, narrower, objective, pack, touched, with_width
 
 SEARCH_ROUNDS = 3
-TRACE_FIELDS = ("iteration", "proposal", "layers_changed", "widths", "latency_target_ms", "latency_estimated_ms",
-                "latency_measured_ms", "short_top1", "objective", "chosen")
+TRACE_FIELDS = ("iteration", "proposal", "layers_changed", "widths", "latency_target_ms",
+                "latency_estimated_ms", "latency_measured_ms", "short_top1", "objective", "chosen")
 
 
 @dataclass(frozen=True)
 class AdaptOptions:
     step: float = 0.01                 # latency saved per iteration, fraction of the starting latency
     short_steps: int = 100             # fine-tuning steps per proposal
-    long_epochs: int = 10              # fine-tuning epochs of the final model (and of the start without weights)
+    long_epochs: int = 10              # epochs of the final fine-tune (and of a start without weights)
     batch_size: int = 32
     learning_rate: float = 5e-4        # short-term fine-tuning (Adam)
     max_iterations: int = 200
-    max_proposals: int = 0             # 0: fine-tune every proposal; K: the K that remove the least filter norm
+    max_proposals: int = 0             # 0: fine-tune every proposal; K: the K removing the least filter norm
     flip: bool = True
     seed: int = 0
 
@@ -69,8 +68,8 @@ def search(current: ModelConfig, current_ms: float, target_ms: float, table: Lat
     for _ in range(SEARCH_ROUNDS):
         if not steps:
             break
-        proposals = [Proposal(key, narrower(widths[key], n), with_width(current, key, narrower(widths[key], n)))
-                     for key, n in steps.items()]
+        narrowed = {key: narrower(widths[key], n) for key, n in steps.items()}
+        proposals = [Proposal(key, width, with_width(current, key, width)) for key, width in narrowed.items()]
         fill(table, device, [current] + [probe for probe, _ in pack(current, proposals)])
         next_steps = {}
         for proposal in proposals:
@@ -93,7 +92,8 @@ def search(current: ModelConfig, current_ms: float, target_ms: float, table: Lat
 def adapt(config: ModelConfig, data, out: Path, device: Target, table: LatencyTable, *,
           weights: Path | None = None, budget_ms: float | None = None, budget_ratio: float | None = None,
           options: AdaptOptions = AdaptOptions(), progress: bool = True, log=print) -> dict:
-    """Adapt ``config`` (with ``weights``) to the latency budget on ``device``; write the outputs to ``out``."""
+    """Adapt ``config`` (and ``weights``) to the latency budget on ``device``; write the outputs in
+    ``out``."""
     from mobilenets_tf.builder import build_from_config  # first: imports TensorFlow quietly
 
     import keras
@@ -126,8 +126,8 @@ def adapt(config: ModelConfig, data, out: Path, device: Target, table: LatencyTa
     current, current_ms, current_top1 = config, start_ms, trainer.accuracy(model)
     log(f"start: {start_ms:.3f} ms measured, top-1 {current_top1:.3f}; budget {budget.budget_ms:.3f} ms, "
         f"step {budget.step_ms:.3f} ms; latency table: {table.loaded} shapes cached")
-    trace.add(iteration=0, proposal="start", widths=json.dumps(config.widths), latency_measured_ms=f"{start_ms:.4f}",
-              short_top1=f"{current_top1:.4f}", chosen=1)
+    trace.add(iteration=0, proposal="start", widths=json.dumps(config.widths),
+              latency_measured_ms=f"{start_ms:.4f}", short_top1=f"{current_top1:.4f}", chosen=1)
     stop, iteration = "budget met", 0
 
     def save(model_now, config_now, path: Path, note: str) -> None:
@@ -171,11 +171,11 @@ def adapt(config: ModelConfig, data, out: Path, device: Target, table: LatencyTa
             current, current_ms, current_top1 = chosen["proposal"].config, measured, chosen["top1"]
             model = chosen["model"]
             log(f"iteration {iteration}: {chosen['proposal'].key}={chosen['proposal'].width}, estimated "
-                f"{chosen['estimate']:.3f} ms, measured {measured:.3f} ms, short-term top-1 {current_top1:.3f} "
-                f"({len(rows)} proposals)")
+                f"{chosen['estimate']:.3f} ms, measured {measured:.3f} ms, "
+                f"short-term top-1 {current_top1:.3f} ({len(rows)} proposals)")
     except KeyboardInterrupt:
-        save(model, current, out / "adapted.weights.h5", f"interrupted at iteration {iteration}: the last chosen "
-             "model after its short fine-tune, without the long fine-tune")
+        save(model, current, out / "adapted.weights.h5", f"interrupted at iteration {iteration}: the last "
+             "chosen model after its short fine-tune, without the long fine-tune")
         log(f"interrupted: {out / 'adapted.weights.h5'} holds the model of iteration {iteration - 1}; "
             f"trace in {out / 'trace.csv'}")
         raise
@@ -185,8 +185,8 @@ def adapt(config: ModelConfig, data, out: Path, device: Target, table: LatencyTa
     trained = finetune(current, data, out / "adapted.weights.h5", weights=carried, options=finetune_options,
                        force=True)
     final = {"adapted": current, "start": config}
-    final.update({f"uniform a{alpha:g}": configure(config.version, alpha, config.resolution, config.num_classes,
-                                                   knobs=config.knobs)
+    final.update({f"uniform a{alpha:g}": configure(config.version, alpha, config.resolution,
+                                                   config.num_classes, knobs=config.knobs)
                   for alpha in sorted({*config.spec.canonical_alphas, 0.5}) if alpha < config.alpha})
     measured = device.whole_ms(final)
     result = {"config": current.as_dict(), "start_ms": start_ms, "budget_ms": budget.budget_ms,

@@ -43,18 +43,22 @@ def write(out: Path, result: dict) -> Path:
         rows = list(csv.DictReader(file))
     figure(rows, result, out / "adapt.png")
     chosen = [row for row in rows if row["chosen"] == "1"]
-    lines = [f"# mnbench adapt: {result['config']['version']} to {result['budget_ms']:.3f} ms on {result['target']}",
+    lines = [f"# mnbench adapt: {result['config']['version']} to {result['budget_ms']:.3f} ms "
+             f"on {result['target']}",
              "", f"**{result['verdict']}** (stopped: {result['stop']}).", "",
              f"Start {result['start_ms']:.3f} ms (measured whole), step {result['step_ms']:.3f} ms, "
              f"{result['iterations']} iteration(s), {len(rows) - 1} proposals fine-tuned, "
              f"{result['seconds'] / 60:.1f} min. Latency table: {result['table']['shapes']} layer shapes "
              f"({result['table']['cached_at_start']} cached at the start).", "",
              "![accuracy against latency](adapt.png)", "",
-             "## Measured whole, interleaved, at the end", "", "| model | latency ms | Mult-Adds M |", "|---|---|---|"]
-    lines += [f"| {name} | {ms:.3f} | {result['macs'][name] / 1e6:.1f} |" for name, ms in result["latency_ms"].items()]
+             "## Measured whole, interleaved, at the end", "", "| model | latency ms | Mult-Adds M |",
+             "|---|---|---|"]
+    lines += [f"| {name} | {ms:.3f} | {result['macs'][name] / 1e6:.1f} |"
+              for name, ms in result["latency_ms"].items()]
     lines += ["", f"Validation top-1 after the long fine-tune: {result['final_top1']:.3f} (start, before "
               f"adapting: {float(result['start_top1']):.3f}).", "", "## Chosen proposals", "",
-              "| iteration | proposal | estimated ms | measured ms | short-term top-1 |", "|---|---|---|---|---|"]
+              "| iteration | proposal | estimated ms | measured ms | short-term top-1 |",
+              "|---|---|---|---|---|"]
     lines += [f"| {row['iteration']} | {row['proposal']} | {row['latency_estimated_ms']} | "
               f"{row['latency_measured_ms']} | {row['short_top1']} |" for row in chosen]
     lines += ["", "Widths set (the rest as alpha gives them): "

@@ -19,8 +19,8 @@ BN_IMAGES = 512
 class ShortTraining:
     """A fixed train/validation split of ``data``, decoded once, for many short fine-tunes."""
 
-    def __init__(self, data: LabeledImages, config: ModelConfig, val_fraction: float = 0.2, batch_size: int = 32,
-                 learning_rate: float = 5e-4, flip: bool = True, seed: int = 0):
+    def __init__(self, data: LabeledImages, config: ModelConfig, val_fraction: float = 0.2,
+                 batch_size: int = 32, learning_rate: float = 5e-4, flip: bool = True, seed: int = 0):
         self.train, self.val = datasets.split(data, val_fraction, seed)
         if self.val is None:
             raise ValueError("adapt needs a validation split")
@@ -28,7 +28,8 @@ class ShortTraining:
         self.train_labels = np.asarray(self.train.labels)
         self.val_inputs = pixels.eval_inputs(pixels.load_pixels(self.val, config.resolution), config)
         self.val_labels = np.asarray(self.val.labels)
-        self.config, self.batch_size, self.rate, self.flip, self.seed = config, batch_size, learning_rate, flip, seed
+        self.config, self.batch_size, self.rate = config, batch_size, learning_rate
+        self.flip, self.seed = flip, seed
         chosen = np.sort(np.random.default_rng(seed).permutation(len(self.train_px))[:BN_IMAGES])
         self.bn_inputs = pixels.eval_inputs(self.train_px[chosen], config)
 

@@ -64,7 +64,8 @@ def info(ctx, version: str | None, alpha: float, resolution: int, knobs: tuple[s
         from .accuracy import carried_options
 
         if read_sidecar(weights) is None:
-            raise click.UsageError(f"--weights {weights} carry no configuration (no .json sidecar beside them)")
+            raise click.UsageError(f"--weights {weights} carry no configuration (no .json sidecar beside "
+                                   "them)")
         carried = carried_options(ctx, (version,) if version else (), alpha, resolution, knobs, num_classes,
                                   weights, None)
         version, alpha, resolution = carried["versions"][0], carried["alpha"], carried["resolution"]
