@@ -1,0 +1,75 @@
+"""``mnbench adapt`` end to end on a tiny model and tiny data, and its bad-input errors.
+
+The run is real: probe models exported and timed with ``mnbench profile``'s slices on this host, proposals
+fine-tuned, the chosen one measured whole, a long fine-tune, then export and info of the result.
+"""
+
+import csv
+import json
+
+import pytest
+
+from .test_accuracy import make_shapes
+from .test_cli_models import run
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    return make_shapes(tmp_path_factory.mktemp("adapt") / "train", 12, seed=3)
+
+
+@pytest.mark.parametrize("extra, message", [
+    ([], "one of --budget-ms and --budget-ratio"),
+    (["--budget-ms", "1", "--budget-ratio", "0.5"], "one of --budget-ms and --budget-ratio"),
+    (["--budget-ratio", "0.5", "--step", "0"], "--step"),
+    (["--budget-ratio", "1.5"], "--budget-ratio"),
+])
+def test_bad_options_are_one_line_and_exit_2(shapes, tmp_path, extra, message):
+    code, _, stderr = run("adapt", "--version", "v3-small", "--data", str(shapes), "--out", str(tmp_path / "o"),
+                          *extra)
+    assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_out_folder_with_files_is_refused(shapes, tmp_path):
+    (tmp_path / "keep.txt").write_text("mine")
+    code, _, stderr = run("adapt", "--version", "v3-small", "--data", str(shapes), "--budget-ratio", "0.9",
+                          "--out", str(tmp_path))
+    assert code == 2 and "--force" in stderr and (tmp_path / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.slow
+def test_adapt_meets_a_host_budget_and_its_output_exports(shapes, tmp_path):
+    out = tmp_path / "adapted"
+    code, stdout, stderr = run("adapt", "--version", "v3-small", "--alpha", "0.35", "--resolution", "32",
+                               "--data", str(shapes), "--budget-ratio", "0.85", "--quant", "fp32", "--step", "0.1",
+                               "--short-steps", "1", "--max-proposals", "2", "--long-epochs", "1",
+                               "--batch-size", "16", "--lut-cache", str(tmp_path / "lut"), "--out", str(out),
+                               "--quiet")
+    assert code == 0, stderr
+    result = json.loads((out / "adapt.json").read_text())
+    assert ("within the budget" in result["verdict"]) == (result["final_ms"] <= result["budget_ms"])
+    assert stdout.startswith(result["verdict"])
+    for name in ("adapted.weights.h5", "adapted.weights.json", "trace.csv", "report.md", "adapt.png"):
+        assert (out / name).is_file(), name
+    assert not (out / ".work").exists()
+    with open(out / "trace.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    chosen = [row for row in rows[1:] if row["chosen"] == "1"]
+    assert len(chosen) == result["iterations"] - (result["stop"] != "budget met") >= 1
+    assert all(row["latency_measured_ms"] for row in chosen)
+    assert all(float(row["latency_estimated_ms"]) <= float(row["latency_target_ms"]) + 1e-9 for row in rows[1:])
+    widths = result["config"]["widths"]
+    assert widths and json.loads(chosen[-1]["widths"]) == widths
+    assert result["macs"]["adapted"] < result["macs"]["start"]
+    assert list(json.loads((tmp_path / "lut" / "host_v3-small_fp32_t1.json").read_text())["entries"])
+    # the weights carry their per-layer widths: info and export take them like a finetune output
+    code, stdout, _ = run("info", "--weights", str(out / "adapted.weights.h5"), "--json")
+    assert code == 0 and json.loads(stdout)["widths_set"] == widths
+    assert json.loads(stdout)["macs"] == result["macs"]["adapted"]
+    code, stdout, stderr = run("export", "--weights", str(out / "adapted.weights.h5"), "--quant", "fp32",
+                               "--quant", "int8", "--out", str(tmp_path / "models"), "--json")
+    assert code == 0, stderr
+    records = json.loads(stdout)
+    assert [r["quant"] for r in records] == ["fp32", "int8"]
+    assert all(r["config"]["widths"] == widths and r["verification"] for r in records)
