@@ -25,8 +25,8 @@ def shapes(tmp_path_factory):
     (["--budget-ratio", "1.5"], "--budget-ratio"),
 ])
 def test_bad_options_are_one_line_and_exit_2(shapes, tmp_path, extra, message):
-    code, _, stderr = run("adapt", "--version", "v3-small", "--data", str(shapes), "--out", str(tmp_path / "o"),
-                          *extra)
+    code, _, stderr = run("adapt", "--version", "v3-small", "--data", str(shapes),
+                          "--out", str(tmp_path / "o"), *extra)
     assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
 
@@ -42,7 +42,8 @@ def test_an_out_folder_with_files_is_refused(shapes, tmp_path):
 def test_adapt_meets_a_host_budget_and_its_output_exports(shapes, tmp_path):
     out = tmp_path / "adapted"
     code, stdout, stderr = run("adapt", "--version", "v3-small", "--alpha", "0.35", "--resolution", "32",
-                               "--data", str(shapes), "--budget-ratio", "0.85", "--quant", "fp32", "--step", "0.1",
+                               "--data", str(shapes), "--budget-ratio", "0.85", "--quant", "fp32",
+                               "--step", "0.1",
                                "--short-steps", "1", "--max-proposals", "2", "--long-epochs", "1",
                                "--batch-size", "16", "--lut-cache", str(tmp_path / "lut"), "--out", str(out),
                                "--quiet")
@@ -58,7 +59,8 @@ def test_adapt_meets_a_host_budget_and_its_output_exports(shapes, tmp_path):
     chosen = [row for row in rows[1:] if row["chosen"] == "1"]
     assert len(chosen) == result["iterations"] - (result["stop"] != "budget met") >= 1
     assert all(row["latency_measured_ms"] for row in chosen)
-    assert all(float(row["latency_estimated_ms"]) <= float(row["latency_target_ms"]) + 1e-9 for row in rows[1:])
+    assert all(float(row["latency_estimated_ms"]) <= float(row["latency_target_ms"]) + 1e-9
+               for row in rows[1:])
     widths = result["config"]["widths"]
     assert widths and json.loads(chosen[-1]["widths"]) == widths
     assert result["macs"]["adapted"] < result["macs"]["start"]
