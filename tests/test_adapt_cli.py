@@ -9,6 +9,8 @@ import json
 
 import pytest
 
+from tests.loopback_adb.fixtures import FAKE_BENCHMARK
+
 from .test_accuracy import make_shapes
 from .test_cli_models import run
 
@@ -39,7 +41,7 @@ def test_an_out_folder_with_files_is_refused(shapes, tmp_path):
 
 
 @pytest.mark.slow
-def test_adapt_meets_a_host_budget_and_its_output_exports(shapes, tmp_path):
+def test_adapt_meets_a_host_budget_and_its_output_exports(shapes, tmp_path, adb_home, loopback_device):
     out = tmp_path / "adapted"
     code, stdout, stderr = run("adapt", "--version", "v3-small", "--alpha", "0.35", "--resolution", "32",
                                "--data", str(shapes), "--budget-ratio", "0.85", "--quant", "fp32",
@@ -75,3 +77,10 @@ def test_adapt_meets_a_host_budget_and_its_output_exports(shapes, tmp_path):
     records = json.loads(stdout)
     assert [r["quant"] for r in records] == ["fp32", "int8"]
     assert all(r["config"]["widths"] == widths and r["verification"] for r in records)
+    # ... and the exported adapted models run on the loopback phone over the real ADB protocol
+    models = [str(tmp_path / "models" / r["file"]) for r in records]
+    code, stdout, stderr = run("device", "--serial", loopback_device.serial, *models, "--threads", "1",
+                               "--benchmark-binary", str(FAKE_BENCHMARK), "--results", str(tmp_path / "runs"),
+                               "--runs", "3", "--min-secs", "0", "--cooldown-max-wait", "0", "--json")
+    assert code == 0, stderr
+    assert [row["status"] for row in json.loads(stdout)] == ["ok", "ok"]
