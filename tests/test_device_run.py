@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from mnbench.errors import MnbenchError
+from device_bench.errors import ModelFileError
 
 from device_bench import binary as binary_module
 from device_bench.adb_server import AdbServer
@@ -30,7 +30,7 @@ from device_bench.binary import BinaryUnavailable, Prebuilt, prebuilt_binary, us
 from device_bench.connect import open_transport
 from device_bench.store import COLUMN_NAMES, ResultStore
 from device_bench.transport import quote
-from mnbench.errors import BenchError
+from device_bench.errors import BenchError
 from tests.loopback_adb import fake_benchmark_model as fake
 from tests.loopback_adb.fixtures import FAKE_BENCHMARK, free_port, pids_with, wait_until_no_process
 
@@ -156,7 +156,7 @@ def test_devices_file_and_model_checks(tmp_path):
         load_models([one, two])
     junk = tmp_path / "junk.tflite"
     junk.write_bytes(b"\x1c\0\0\0TFL3" + b"\xff" * 64)
-    with pytest.raises(MnbenchError, match="not a readable .tflite model"):
+    with pytest.raises(ModelFileError, match="not a readable .tflite model"):
         load_models([junk])
     with pytest.raises(BenchError, match="no device"):
         benchmark_devices([" "], [one])
