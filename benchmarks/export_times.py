@@ -84,13 +84,12 @@ def main() -> None:
     lines = [header("Export times at 224 (4 versions x fp32 + int8)", "python benchmarks/export_times.py"),
              "",
              f"Wall time of one `mnbench export` call for all 8 models (with TensorFlow start-up, "
-             f"calibration on "
-             f"64 photographs and verification): **{total_built:.1f} s**; the same call again (cached): "
-             f"**{total_cached:.1f} s**; stock keras.applications + from_keras_model, no verification, "
-             f"16 calibration images, one process: **{total_stock:.1f} s**.", "",
+             f"calibration on 64 photographs and verification): **{total_built:.1f} s**; the same call again "
+             f"(cached): **{total_cached:.1f} s**; stock keras.applications + from_keras_model, no "
+             f"verification, 16 calibration images, one process: **{total_stock:.1f} s**.", "",
              "| model | size MB | export s | stock convert s | fp32 max abs diff | top-1 agree | cosine | "
-             "SQNR dB "
-             "| XNNPACK partitions | ops outside |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "SQNR dB | XNNPACK partitions | ops outside "
+             "|", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         diff = f"{r['fp32_max_abs_diff']:.1e}" if r["fp32_max_abs_diff"] is not None else ""
         lines.append(f"| {r['model']} | {r['size_mb']} | {r['export_s']} | {r['stock_convert_s']} | {diff} | "
@@ -98,8 +97,7 @@ def main() -> None:
                      f"{r['partitions']} | {r['ops_outside_delegate'] or ''} |")
     lines += ["", "Fidelity is measured on the logits (the softmax input) against the Keras model on the 64 "
               "calibration images; export s per model excludes TensorFlow start-up, and the first model of "
-              "each "
-              "version carries the shared build, BatchNorm statistics and Keras reference run.",
+              "each version carries the shared build, BatchNorm statistics and Keras reference run.",
               f"Cached re-export: {sum(r['cached'] for r in cached)} of {len(cached)} models reused."]
     (out / "export_times.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -71,10 +71,9 @@ def main() -> None:
                     f"python benchmarks/host_vs_google.py --rounds {args.rounds} --threads {args.threads}"),
              "",
              f"{RUNS} timed runs after {WARMUP} warm-up runs per measurement, {args.rounds} interleaved "
-             f"rounds, "
-             f"{args.threads} threads. **{agree} of {len(rows)} models agree within 10 %.**", "",
-             "| model | ours median ms | Google median ms | ours / Google | rounds (ours) "
-             "| rounds (Google) |",
+             f"rounds, {args.threads} threads. **{agree} of {len(rows)} models agree within 10 %.**", "",
+             "| model | ours median ms | Google median ms | ours / Google | rounds (ours) | rounds (Google) "
+             "|",
              "|---|---:|---:|---:|---|---|"]
     lines += [f"| {r['model']} | {r['ours_median_ms']} | {r['google_median_ms']} | {r['ratio']} | "
               f"{r['ours_rounds_ms']} | {r['google_rounds_ms']} |" for r in rows]

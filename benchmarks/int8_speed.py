@@ -107,12 +107,10 @@ def main() -> None:
                     f"python benchmarks/int8_speed.py --rounds {args.rounds}"),
              "",
              f"224x224, batch 1, XNNPACK, {args.rounds} interleaved rounds of >= 100 runs; fidelity = logits "
-             "against the Keras model on the 64 calibration photographs (random weights, BatchNorm "
-             "statistics "
-             "from the photographs).", "",
+             f"against the Keras model on the 64 calibration photographs (random weights, BatchNorm "
+             f"statistics from the photographs).", "",
              "| version | quant | h-swish lowering | threads | median ms | / fp32 | partitions | outside "
-             "XNNPACK | "
-             "cosine | SQNR dB |", "|---|---|---|---:|---:|---:|---:|---|---:|---:|"]
+             "XNNPACK | cosine | SQNR dB |", "|---|---|---|---:|---:|---:|---:|---|---:|---:|"]
     lines += [f"| {r['version']} | {r['quant']} | {r['lowering']} | {r['threads']} | {r['median_ms']} | "
               f"{r['ratio_to_fp32']} | {r['partitions']} | {r['ops_outside'] or ''} | {r['logits_cosine']} | "
               f"{r['logits_sqnr_db']} |" for r in rows]

@@ -56,19 +56,14 @@ def main() -> None:
              "",
              "224x224, batch 1, XNNPACK, default exports (random weights). Each slice's figure is its median "
              "minus the invoke floor of its session (an 8-float ADD subgraph); the sum adds the floor once, "
-             "as "
-             "the whole model pays it once. `op` rows are what each operator adds to its layer. The whole "
-             "model "
-             "is timed alone in a fresh process. 2-thread figures on this 2-vCPU virtual machine move with "
-             "the "
-             "host's load (the second vCPU is shared); 1-thread figures are the stable ones.", "",
+             "as the whole model pays it once. `op` rows are what each operator adds to its layer. The whole "
+             "model is timed alone in a fresh process. 2-thread figures on this 2-vCPU virtual machine move "
+             "with the host's load (the second vCPU is shared); 1-thread figures are the stable ones.", "",
              "| version | quant | threads | by | slices | sessions | floor us | sum ms | whole ms | sum / "
-             "whole | "
-             "top op types |", "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+             "whole | top op types |", "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|"]
     lines += [f"| {r['version']} | {r['quant']} | {r['threads']} | {r['by']} | {r['slices']} | "
-              f"{r['sessions']} | "
-              f"{r['floor_us']} | {r['sum_ms']} | {r['whole_ms']} | {r['sum_over_whole']} | "
-              f"{r['top_op_types']} |"
+              f"{r['sessions']} | {r['floor_us']} | {r['sum_ms']} | {r['whole_ms']} | {r['sum_over_whole']} "
+              f"| {r['top_op_types']} |"
               for r in rows]
     (out / "profile_sums.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

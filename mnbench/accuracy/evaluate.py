@@ -150,8 +150,7 @@ def targets_for(model: ModelUnderTest, data: LabeledImages) -> np.ndarray:
         unknown = [name for name in names if name not in index]
         if unknown:
             raise ClassMismatchError(f"{data.root} has {len(unknown)} class(es) that {model.path.name} does "
-                                     f"not know "
-                                     f"({model.names_source}): {', '.join(unknown[:5])}")
+                                     f"not know ({model.names_source}): {', '.join(unknown[:5])}")
         mapping = [index[name] for name in names]
     elif all(datasets.is_integer_name(name) for name in names):
         mapping = [int(name) for name in names]
@@ -161,8 +160,7 @@ def targets_for(model: ModelUnderTest, data: LabeledImages) -> np.ndarray:
     elif len(names) != model.outputs:
         shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
         raise ClassMismatchError(f"{model.path.name} has {model.outputs} classes but {data.root} has "
-                                 f"{len(names)} "
-                                 f"({shown}); pass --class-names FILE to map them by name")
+                                 f"{len(names)} ({shown}); pass --class-names FILE to map them by name")
     else:
         mapping = list(range(len(names)))
     return np.asarray([mapping[label] for label in data.labels], dtype=np.int64)

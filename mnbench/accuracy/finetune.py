@@ -83,8 +83,8 @@ def initial_weights(model, config: ModelConfig, weights: Path) -> dict:
     if carried is not None:
         theirs = carried.config
         if (theirs.version, theirs.alpha, theirs.knobs) != (config.version, config.alpha, config.knobs):
-            raise WeightsFileError(f"weights {weights} are for {theirs.version} alpha={theirs.alpha:g} knobs="
-                                   f"{theirs.non_default_knobs or 'default'}; pass the same "
+            raise WeightsFileError(f"weights {weights} are for {theirs.version} alpha={theirs.alpha:g} "
+                                   f"knobs={theirs.non_default_knobs or 'default'}; pass the same "
                                    f"--version/--alpha/--set")
         candidates = [dataclasses.replace(theirs, resolution=config.resolution)]
     else:

@@ -109,8 +109,8 @@ def _print_evaluation(rows, images, stored) -> None:
               show_default=True,
               help="Stratified share of --data held out for validation and early stopping.")
 @click.option("--weights", type=click.Path(path_type=Path),
-              help="Start from these weights (ours, a finetune output, or keras.applications' "
-                   "ImageNet file).")
+              help="Start from these weights (ours, a finetune output, or keras.applications' ImageNet "
+                   "file).")
 @click.option("--freeze", is_flag=True, help="With --weights: train only the classifier.")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Maximum epochs.")
 @click.option("--patience", type=click.IntRange(min=1), default=3, show_default=True,
@@ -237,9 +237,8 @@ class _TrainingProgress:
 def _print_training(report, config, data) -> None:
     bn = report["batchnorm"]
     click.echo(f"trained {config.version} alpha={config.alpha:g} resolution={config.resolution} "
-               f"({len(report['class_names'])} classes) on {report['train_images']} images, "
-               f"validated on {report['val_images']}: {report['epochs_run']} epoch(s), best "
-               f"{report['best_epoch']}, "
+               f"({len(report['class_names'])} classes) on {report['train_images']} images, validated on "
+               f"{report['val_images']}: {report['epochs_run']} epoch(s), best {report['best_epoch']}, "
                f"{report['seconds']:.0f} s")
     if "val_top1" in bn:
         click.echo(f"validation top-1 {_pct(bn['val_top1'])} % in inference mode, as exported "

@@ -13,8 +13,8 @@ from ..table import format_table
 def config_options(func):
     """--version/--alpha/--resolution/--set, shared by every command that names a model."""
     func = click.option("--set", "knobs", multiple=True, metavar="KEY=VALUE",
-                        help="Ablation knob, e.g. separable=false, activation=relu "
-                             "(see `mnbench models`).")(func)
+                        help="Ablation knob, e.g. separable=false, activation=relu (see `mnbench "
+                             "models`).")(func)
     func = click.option("--resolution", type=int, default=224, show_default=True,
                         help="Input size (>= 32).")(func)
     func = click.option("--alpha", type=float, default=1.0, show_default=True,
