@@ -190,9 +190,9 @@ def run_ab(model_a: Path, model_b: Path, settings: ABSettings = ABSettings(), ta
 
 
 def _model_columns(path: Path) -> dict:
-    from .tflite_file import ModelFileError, open_interpreter, read_bytes
-
+    from .errors import ModelFileError
     from .provenance import model_columns
+    from .tflite_file import open_interpreter, read_bytes
 
     try:
         open_interpreter(read_bytes(path))
