@@ -415,7 +415,9 @@ def test_cooldown_waits_for_the_hottest_zone_within_a_bound(loopback_device, adb
                             connect=connect)
     cooler.join()
     details = desc(run.rows[0])["run"]
-    assert 0.3 <= details["cooldown_wait_s"] < 5 and details["warnings"] == []
+    # The cooler fires 0.4 s after the call starts, and connecting may take most of that on a loaded machine:
+    # what shows the wait ended on cooling (not on the bound) is no warning and the cooled zone in the record.
+    assert 0 <= details["cooldown_wait_s"] < 5 and details["warnings"] == []
     assert details["temperatures_before"]["hottest_c"] == 39.5  # BIG cooled to 35, MID is the hottest now
 
 
