@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from mnbench.errors import SpecError
+from mobilenets_tf.errors import SpecError
 from mobilenets_tf import ModelConfig, configure, cost, list_versions
 from mobilenets_tf.builder import build_from_config
 

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from mobilenets_tf.config import ModelConfig
 
-from .errors import AdaptError
+from mnbench.errors import MnbenchFailure
+
 from .proposals import signature
 
 FORMAT = "mnbench-latency-table/1"
@@ -116,7 +117,7 @@ class Target:
         timed = self.timer.whole_ms({name: self.model(config) for name, config in configs.items()})
         failed = [name for name, ms in timed.items() if ms == float("inf")]
         if failed:
-            raise AdaptError(f"timing {', '.join(failed)} on {self.name} failed")
+            raise MnbenchFailure(f"timing {', '.join(failed)} on {self.name} failed")
         return timed
 
 
