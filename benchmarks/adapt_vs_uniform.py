@@ -82,7 +82,8 @@ def one_seed(seed: int, args, train: Path, test: Path, work: Path) -> list[dict]
     options = FinetuneOptions(epochs=args.start_epochs, flip=False, seed=seed)
     finetune(start, data, start_weights, options=options, force=True)
     search = Target("host", args.quant, args.threads, work / "search")
-    table = LatencyTable(work / "lut", "host", "v3-small", args.quant, args.threads, tool_versions())
+    table = LatencyTable(args.lut_cache or work / "lut", "host", "v3-small", args.quant, args.threads,
+                         tool_versions())
     rows = []
     for alpha in args.alphas:
         uniform = configure("v3-small", alpha, args.resolution, classes)
@@ -170,6 +171,7 @@ def main() -> None:
     parser.add_argument("--max-proposals", type=int, default=0, help="0: fine-tune every proposal")
     parser.add_argument("--quant", default="fp32", help="precision adapt searches at")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--lut-cache", type=Path, help="latency tables to reuse (default: a fresh one)")
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     args = parser.parse_args()
     started, load = time.perf_counter(), os.getloadavg()
