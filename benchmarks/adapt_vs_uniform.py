@@ -160,6 +160,8 @@ def markdown(rows: list[dict], args, seconds: float, load: tuple) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--append", action="store_true", help="keep the rows already in the CSV")
     parser.add_argument("--alphas", type=lambda text: [float(a) for a in text.split(",")],
                         default=[0.75, 0.5])
     parser.add_argument("--resolution", type=int, default=32)
@@ -175,13 +177,24 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     args = parser.parse_args()
     started, load = time.perf_counter(), os.getloadavg()
-    rows = []
+    rows = _read(args.out / "adapt_vs_uniform.csv") if args.append else []
     with tempfile.TemporaryDirectory(prefix="mnbench-avu-") as tmp:
         train, test = write_digits(Path(tmp) / "data", args.per_class)
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             rows += one_seed(seed, args, train, test, Path(tmp))
             _write(rows, args, started, load)      # after every seed: a cut run still leaves its results
     _write(rows, args, started, load)
+
+
+def _read(path: Path) -> list[dict]:
+    """Rows of an earlier run, numbers as numbers."""
+    with open(path, newline="") as file:
+        rows = list(csv.DictReader(file))
+    for row in rows:
+        for key, value in row.items():
+            if key not in ("model", "widths") and value not in ("", None):
+                row[key] = float(value) if "." in value else int(value)
+    return rows
 
 
 def _write(rows, args, started, load) -> None:
