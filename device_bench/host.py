@@ -51,6 +51,33 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# CPU flags that decide which int8 kernels XNNPACK picks (x86: VNNI dot products, AMX tiles; ARM: dot product
+# and int8 matrix multiply), as /proc/cpuinfo spells them, with the names reports use.
+INT8_FLAGS = {"avx2": "avx2", "avx512f": "avx512f", "avx512_vnni": "avx512_vnni", "avx_vnni": "avx_vnni",
+              "amx_int8": "amx_int8", "asimddp": "neon_dotprod", "i8mm": "neon_i8mm"}
+
+
+def cpu_facts(cpuinfo: str | None = None) -> dict:
+    """The CPU's model name and the int8-relevant flags it has (``cpuinfo``: /proc/cpuinfo's text)."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as info:
+                cpuinfo = info.read()
+        except OSError:
+            cpuinfo = ""
+    flags: set[str] = set()
+    model = None
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in ("flags", "features"):
+            flags |= set(value.split())
+        elif key in ("model name", "hardware", "cpu model") and model is None:
+            model = value.strip()
+    return {"model": model or platform.processor() or platform.machine(), "machine": platform.machine(),
+            "flags": [name for flag, name in INT8_FLAGS.items() if flag in flags]}
+
+
 def host_description() -> dict:
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "machine": platform.machine(),
             "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),

@@ -23,10 +23,10 @@ def _sidecar(path: Path) -> dict:
 @pytest.fixture(scope="module")
 def int8_224(tmp_path_factory):
     out = tmp_path_factory.mktemp("int8")
-    code, stdout, stderr = run("export", "--version", "v3-small", "--quant", "int8", "--calib-samples", "16",
-                               "--out", str(out), "--json")
+    code, stdout, stderr = run("export", "--version", "v3-small", "--quant", "int8", "--stem", "conv",
+                               "--calib-samples", "16", "--out", str(out), "--json")
     assert code == 0, stderr
-    return out / "v3-small_a1.00_r224_int8.tflite", json.loads(stdout)[0]
+    return out / "v3-small_a1.00_r224_int8_stem-conv.tflite", json.loads(stdout)[0]
 
 
 def test_int8_is_full_integer_with_int8_io(int8_224):

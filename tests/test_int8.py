@@ -6,6 +6,7 @@ import pytest
 from export.int8 import Lowering, correct_ranges, observed_ranges
 from export.pipeline import ExportRequest, export
 from export.quantization import Quant
+from export.stem import Stem
 from export.tflite_file import describe
 from mobilenets_tf import configure
 
@@ -15,7 +16,9 @@ CONFIG = configure("v3-small", 0.5, 96)
 @pytest.fixture(scope="module")
 def lowered(tmp_path_factory):
     out = tmp_path_factory.mktemp("int8")
-    return {lowering: export(ExportRequest(CONFIG, Quant.INT8, calib_samples=16, hswish=lowering), out)
+    # stem conv: every layer int8, so each h-swish lowering's structure shows alone (tests/test_stem.py: stems)
+    return {lowering: export(ExportRequest(CONFIG, Quant.INT8, calib_samples=16, hswish=lowering, stem=Stem.CONV),
+                             out)
             | {"path": out} for lowering in Lowering}
 
 
@@ -26,7 +29,7 @@ def _ops(record):
 def test_decomposed_is_one_partition_with_no_hardswish(lowered):
     record = lowered[Lowering.DECOMPOSED]
     names, histogram = _ops(record)
-    assert record["file"] == "v3-small_a0.50_r96_int8.tflite" and record["hswish"] == "decomposed"
+    assert record["file"] == "v3-small_a0.50_r96_int8_stem-conv.tflite" and record["hswish"] == "decomposed"
     assert "HARD_SWISH" not in names and all(key.endswith(":INT8") for key in histogram)
     assert record["delegation"] == {"partitions": 1, "ops_outside_delegate": {}, "nodes": record["delegation"]["nodes"]}
     assert record["output"] == "logits" and "SOFTMAX:INT8" not in histogram
@@ -43,7 +46,7 @@ def test_int8_softmax_on_request_runs_outside_xnnpack(tmp_path):
 
 def test_fused_keeps_int8_hardswish_outside_the_delegate(lowered):
     record = lowered[Lowering.FUSED]
-    assert record["file"].endswith("_int8_hswish-fused.tflite")
+    assert record["file"].endswith("_int8_hswish-fused_stem-conv.tflite")
     assert record["op_histogram"]["HARD_SWISH:INT8"] == 19
     assert record["delegation"]["ops_outside_delegate"]["HARD_SWISH"] == 19
     assert record["delegation"]["partitions"] > 1
