@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from _context import context, header  # noqa: E402
 from device_bench.host import HostParams, cpu_facts, run_worker  # noqa: E402
-from host_vs_google import google_median_us  # noqa: E402
+from host_vs_google import google_latency  # noqa: E402
 
 PARAMS = HostParams(runs=100, min_secs=0.5, warmup=10, warmup_min_secs=0.2)
 KEY = ("version", "quant", "hswish", "stem", "threads")
@@ -41,27 +41,34 @@ def variant_label(variant: dict) -> str:
     return f"{variant['quant']} h-swish {variant['hswish']}, stem {variant['stem']}"
 
 
-def ours_ms(model: Path, threads: int) -> float:
+def ours_ms(model: Path, threads: int) -> tuple[float, float]:
+    """Median and 5th percentile (ms) of one run of mnbench's host worker."""
     result = run_worker(model, threads, PARAMS)
     if not result["ok"]:
         raise SystemExit(f"{model.name}: {result['error']}")
-    return statistics.median(result["samples_us"]) / 1000
+    samples = sorted(result["samples_us"])
+    return statistics.median(samples) / 1000, samples[len(samples) // 20] / 1000
+
+
+def google_ms(model: Path, threads: int) -> tuple[float, float]:
+    """Median and 5th percentile (ms) of one run of Google's benchmark_litert_model."""
+    latency = google_latency(model, threads)
+    return latency["median_ms"], latency["p5_ms"]
 
 
 def time_variants(variants: list[dict], folder: Path, rounds: int, threads: tuple[int, ...] = (1, 2),
                   google: bool = True) -> tuple[dict, list]:
-    """{(file, threads, tool): [ms per round]} and the load average before each round and after the last."""
-    tools = ("ours", "google") if google else ("ours",)
+    """{(file, threads, tool): [(median ms, p5 ms) per round]} and the load average before each round and
+    after the last. The 5th percentile is the figure a loaded machine disturbs least."""
+    tools = {"ours": ours_ms, **({"google": google_ms} if google else {})}
     times = {(v["file"], t, tool): [] for v in variants for t in threads for tool in tools}
     load = []
     for _ in range(rounds):
         load.append(round(os.getloadavg()[0], 2))
         for variant in variants:
-            path = folder / variant["file"]
             for count in threads:
-                times[(variant["file"], count, "ours")].append(ours_ms(path, count))
-                if google:
-                    times[(variant["file"], count, "google")].append(google_median_us(path, count) / 1000)
+                for tool, measure in tools.items():
+                    times[(variant["file"], count, tool)].append(measure(folder / variant["file"], count))
     load.append(round(os.getloadavg()[0], 2))
     return times, load
 
@@ -92,16 +99,17 @@ def rows_of(variants: list[dict], times: dict, load: list, threads: tuple[int, .
         for count in threads:
             row = {**{k: variant[k] for k in ("version", "quant", "hswish", "stem")}, "threads": count}
             for tool in tools:
-                ms = statistics.median(times[(variant["file"], count, tool)])
-                base = statistics.median(times[(fp32["file"], count, tool)])
-                row[f"{tool}_ms"], row[f"{tool}_ratio"] = round(ms, 3), round(ms / base, 2)
+                for stat, column in ((0, ""), (1, "_p5")):
+                    ms = statistics.median(x[stat] for x in times[(variant["file"], count, tool)])
+                    base = statistics.median(x[stat] for x in times[(fp32["file"], count, tool)])
+                    row[f"{tool}{column}_ms"], row[f"{tool}{column}_ratio"] = round(ms, 3), round(ms / base, 2)
             row.update({"partitions": variant.get("partitions"), "ops_outside": variant.get("ops_outside") or "",
                         "cosine": variant.get("cosine"), "sqnr_db": variant.get("sqnr_db"),
                         "file": variant["file"], "cpu": cpu["model"], "flags": " ".join(cpu["flags"]),
                         "cores": os.cpu_count(), "load": " ".join(map(str, load)), "commit": ctx["git_commit"],
                         "date": ctx["utc_time"], "litert": ctx["versions"].get("ai-edge-litert")})
             for tool in tools:
-                row[f"{tool}_rounds_ms"] = " ".join(f"{x:.3f}" for x in times[(variant["file"], count, tool)])
+                row[f"{tool}_rounds_ms"] = " ".join(f"{x[0]:.3f}" for x in times[(variant["file"], count, tool)])
             rows.append(row)
     return rows
 
@@ -120,38 +128,47 @@ def read_csv(path: Path) -> list[dict]:
 
 
 def merge(paths: list[Path], out: Path) -> str:
-    """One Markdown table: a row per (version, quant, lowering, threads), Google's and our ms per CPU."""
-    tables = [(path, read_csv(path)) for path in paths]
-    cpus = []
-    for path, rows in tables:
+    """One Markdown table: a row per (version, quant, lowering, threads), a column group per CPU.
+
+    CSVs of the same CPU (e.g. V3-Small and V3-Large carried in two runs) share one column group.
+    """
+    groups: dict[str, dict] = {}
+    for path in paths:
+        rows = read_csv(path)
         if not rows:
             raise SystemExit(f"{path}: no rows")
-        cpus.append(f"{rows[0]['cpu']} ({rows[0]['flags'] or 'no int8 flags'}; {rows[0]['cores']} cores)")
-    keys = list(dict.fromkeys(tuple(str(row[k]) for k in KEY) for _, rows in tables for row in rows))
-    index = [{tuple(str(row[k]) for k in KEY): row for row in rows} for _, rows in tables]
-    lines = ["# int8 vs float32 on several CPUs", "",
-             "Merged by `python benchmarks/int8_timing.py merge " + " ".join(str(p.relative_to(ROOT))
-                                                                            if p.is_relative_to(ROOT) else str(p)
-                                                                            for p in paths) + "`.", "",
-             "Each CPU's figures come from its own run (medians over interleaved rounds, fresh processes); "
+        cpu = f"{rows[0]['cpu']} ({rows[0]['flags'] or 'no int8 flags'}; {rows[0]['cores']} cores)"
+        group = groups.setdefault(cpu, {"files": [], "runs": [], "rows": {}})
+        group["files"].append(path.name)
+        group["runs"].append(f"LiteRT {rows[0].get('litert')}, commit {rows[0]['commit']}, {rows[0]['date']}, "
+                             f"load average per round {rows[0]['load']}")
+        group["rows"].update({tuple(str(row[k]) for k in KEY): row for row in rows})
+    keys = list(dict.fromkeys(key for group in groups.values() for key in group["rows"]))
+    shown = " ".join(str(p.relative_to(ROOT)) if p.resolve().is_relative_to(ROOT) else str(p) for p in paths)
+    lines = ["# int8 vs float32 on several CPUs", "", f"Merged by `python benchmarks/int8_timing.py merge {shown}`.",
+             "", "Each CPU's figures come from its own runs (medians over interleaved rounds, fresh processes); "
              "ratios are to the float32 model of the same version, same tool, same run. ms = Google's "
-             "`benchmark_litert_model` (ours: mnbench's host worker).", ""]
-    for number, ((path, rows), cpu) in enumerate(zip(tables, cpus), 1):
-        first = rows[0]
-        lines.append(f"- CPU {number}: {cpu}; LiteRT {first.get('litert')}; commit {first['commit']}; "
-                     f"{first['date']}; load average per round {first['load']} (`{path.name}`)")
+             "`benchmark_litert_model`; p5 = its 5th percentile (least disturbed by load); ours = mnbench's "
+             "host worker.", ""]
+    for number, (cpu, group) in enumerate(groups.items(), 1):
+        lines.append(f"- CPU {number}: {cpu}: " + "; ".join(f"`{name}` ({run})"
+                                                         for name, run in zip(group["files"], group["runs"])))
+    index = [group["rows"] for group in groups.values()]
+    tables = list(groups)
     lines += ["", "| version | quant | h-swish | stem | threads | " +
-              " | ".join(f"CPU {n} ms (/fp32) | CPU {n} ours ms (/fp32)" for n in range(1, len(tables) + 1)) +
-              " |", "|---|---|---|---|---:|" + "---:|---:|" * len(tables)]
+              " | ".join(f"CPU {n} ms (/fp32) | CPU {n} p5 /fp32 | CPU {n} ours ms (/fp32)"
+                         for n in range(1, len(tables) + 1)) + " |",
+              "|---|---|---|---|---:|" + "---:|---:|---:|" * len(tables)]
     for key in keys:
         cells = []
         for table in index:
             row = table.get(key)
             if row is None:
-                cells += ["not measured", "not measured"]
+                cells += ["not measured"] * 3
                 continue
-            google = f"{row['google_ms']} ({row['google_ratio']})" if row.get("google_ms") else "-"
-            cells += [google, f"{row['ours_ms']} ({row['ours_ratio']})"]
+            google = row.get("google_ms")
+            cells += [f"{google} ({row['google_ratio']})" if google else "-",
+                      row.get("google_p5_ratio") or "-", f"{row['ours_ms']} ({row['ours_ratio']})"]
         lines.append("| " + " | ".join(key) + " | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     out.write_text(text)

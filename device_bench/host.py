@@ -19,7 +19,6 @@ from mnbench.errors import BenchError
 
 from . import stats
 from .provenance import model_columns, run_columns
-from .store import ResultStore, row_key, utc_now
 
 
 @dataclass(frozen=True)
@@ -122,6 +121,8 @@ def _checked_model(model: Path) -> dict:
 
 
 def _row(model: Path, model_info: dict, threads: int, params: HostParams, result: dict, context: dict) -> dict:
+    from .store import utc_now
+
     row = {**context, **model_info, "threads": threads, "delegate": "xnnpack" if params.xnnpack else "cpu",
            "utc_time": utc_now()}
     if not result["ok"]:
@@ -138,6 +139,9 @@ def bench(models: list[Path], threads: list[int], params: HostParams, results_di
 
     Returns the rows (results schema) and the run folder.
     """
+    # The store (pandas) is imported here, so timing a model (run_worker) needs only LiteRT and numpy.
+    from .store import ResultStore, row_key
+
     if any(t < 1 for t in threads):
         raise BenchError(f"threads must be >= 1, got {threads}")
     infos = {model: _checked_model(model) for model in models}   # every file is checked before any timing
