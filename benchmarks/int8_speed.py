@@ -7,7 +7,7 @@ calibration photographs. Fidelity: logits against Keras. Latency: benchmarks/int
 and Google's benchmark_litert_model, interleaved rounds), with the CPU and the load recorded.
 
     python benchmarks/int8_speed.py [--rounds 3] [--versions v3-small ...]     -> results/int8_speed.{csv,md}
-    python benchmarks/int8_speed.py --pack DIR [--max-mib 40]                   models + manifest for another CPU
+    python benchmarks/int8_speed.py --pack DIR [--max-mib 22]                   models + manifest for another CPU
     python benchmarks/int8_speed.py --merge results/int8_speed.csv OTHER.csv    -> results/int8_speed_cpus.md
 """
 
@@ -32,10 +32,11 @@ from export.tflite_file import describe  # noqa: E402
 from mobilenets_tf import configure  # noqa: E402
 
 VERSIONS = ("v1", "v2", "v3-large", "v3-small")
-# What --pack carries first when the size budget does not take everything: V3-Small whole, then V3-Large's
-# fp32, default int8, conv-stem int8 and stock int8.
-PACK_ORDER = [("v3-small", None), ("v3-large", ("fp32", "default", "conv", "stock")), ("v3-large", None),
-              ("v2", None), ("v1", None)]
+# What --pack carries, in this order, while the size budget lasts: per version the fp32 model, the default
+# int8 model, the other stem lowerings and the stock int8 model (the other h-swish lowerings are not carried).
+# The default budget (22 MiB) takes V3-Small; run --pack again with --versions v3-large for a second carry.
+PACK_KINDS = ("fp32", "default", "conv", "s2d", "float", "stock")
+PACK_ORDER = ("v3-small", "v3-large", "v2", "v1")
 
 
 def stock_int8(record: dict, out: Path) -> dict:
@@ -99,30 +100,39 @@ def exported_variants(versions: list[str], work: Path) -> list[dict]:
     return variants
 
 
+def kind_of(variant: dict) -> str:
+    """fp32, stock, default, or the stem lowering of a non-default h-swish-decomposed int8 model."""
+    if variant["quant"] == "fp32":
+        return "fp32"
+    if variant["hswish"] == "stock converter":
+        return "stock"
+    if variant["default"]:
+        return "default"
+    return variant["stem"] if variant["hswish"] in ("decomposed", "n/a") else "other h-swish"
+
+
 def pack(variants: list[dict], work: Path, folder: Path, max_mib: float) -> None:
     """Copy models into ``folder`` in PACK_ORDER while they fit ``max_mib``; write manifest.json."""
     folder.mkdir(parents=True, exist_ok=True)
     chosen, size = [], 0
-    for version, kinds in PACK_ORDER:
-        for variant in variants:
-            kind = "fp32" if variant["quant"] == "fp32" else "stock" if variant["hswish"] == "stock converter" \
-                else "default" if variant["default"] else variant["stem"]
-            if variant["version"] != version or variant in chosen or (kinds and kind not in kinds):
-                continue
-            bytes_ = (work / variant["file"]).stat().st_size
-            if size + bytes_ > max_mib * 2**20:
-                continue
-            if variant["quant"] != "fp32" and not any(v["version"] == version and v["quant"] == "fp32"
-                                                      for v in chosen):
-                continue        # a ratio needs the fp32 model of the same version
-            chosen.append(variant)
-            size += bytes_
-            shutil.copy(work / variant["file"], folder / variant["file"])
+    for version in PACK_ORDER:
+        for kind in PACK_KINDS:
+            for variant in variants:
+                if variant["version"] != version or variant in chosen or kind_of(variant) != kind:
+                    continue
+                bytes_ = (work / variant["file"]).stat().st_size
+                if size + bytes_ > max_mib * 2**20:
+                    continue
+                if kind != "fp32" and not any(v["version"] == version and v["quant"] == "fp32" for v in chosen):
+                    continue        # a ratio needs the fp32 model of the same version
+                chosen.append(variant)
+                size += bytes_
+                shutil.copy(work / variant["file"], folder / variant["file"])
     (folder / "manifest.json").write_text(json.dumps({"variants": chosen}, indent=1) + "\n")
     print(f"packed {len(chosen)} of {len(variants)} models, {size / 2**20:.1f} MiB, into {folder}")
     left = [v["file"] for v in variants if v not in chosen]
     if left:
-        print("left out (size budget): " + ", ".join(left))
+        print("left out (size budget or kind not carried): " + ", ".join(left))
 
 
 def main() -> None:
@@ -131,13 +141,15 @@ def main() -> None:
     parser.add_argument("--versions", nargs="*", default=list(VERSIONS))
     parser.add_argument("--no-google", action="store_true", help="time with mnbench's worker only")
     parser.add_argument("--pack", type=Path, help="export, then copy models and a manifest here (no timing)")
-    parser.add_argument("--max-mib", type=float, default=40.0, help="size budget of --pack")
+    parser.add_argument("--max-mib", type=float, default=22.0, help="size budget of --pack")
     parser.add_argument("--merge", nargs="+", type=Path, help="CSV files of several CPUs to merge")
+    parser.add_argument("--work", type=Path, help="export folder (default: a new temporary one); up-to-date "
+                                                    "models there are reused")
     args = parser.parse_args()
     if args.merge:
         print(merge(args.merge, ROOT / "results" / "int8_speed_cpus.md"))
         return
-    work = Path(tempfile.mkdtemp(prefix="int8_speed_"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="int8_speed_"))
     variants = exported_variants(args.versions, work)
     if args.pack:
         pack(variants, work, args.pack, args.max_mib)
