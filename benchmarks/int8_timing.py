@@ -102,14 +102,18 @@ def rows_of(variants: list[dict], times: dict, load: list, threads: tuple[int, .
                 for stat, column in ((0, ""), (1, "_p5")):
                     ms = statistics.median(x[stat] for x in times[(variant["file"], count, tool)])
                     base = statistics.median(x[stat] for x in times[(fp32["file"], count, tool)])
-                    row[f"{tool}{column}_ms"], row[f"{tool}{column}_ratio"] = round(ms, 3), round(ms / base, 2)
-            row.update({"partitions": variant.get("partitions"), "ops_outside": variant.get("ops_outside") or "",
+                    row[f"{tool}{column}_ms"] = round(ms, 3)
+                    row[f"{tool}{column}_ratio"] = round(ms / base, 2)
+            row.update({"partitions": variant.get("partitions"),
+                        "ops_outside": variant.get("ops_outside") or "",
                         "cosine": variant.get("cosine"), "sqnr_db": variant.get("sqnr_db"),
                         "file": variant["file"], "cpu": cpu["model"], "flags": " ".join(cpu["flags"]),
-                        "cores": os.cpu_count(), "load": " ".join(map(str, load)), "commit": ctx["git_commit"],
+                        "cores": os.cpu_count(), "load": " ".join(map(str, load)),
+                        "commit": ctx["git_commit"],
                         "date": ctx["utc_time"], "litert": ctx["versions"].get("ai-edge-litert")})
             for tool in tools:
-                row[f"{tool}_rounds_ms"] = " ".join(f"{x[0]:.3f}" for x in times[(variant["file"], count, tool)])
+                rounds = times[(variant["file"], count, tool)]
+                row[f"{tool}_rounds_ms"] = " ".join(f"{x[0]:.3f}" for x in rounds)
             rows.append(row)
     return rows
 
@@ -140,13 +144,15 @@ def merge(paths: list[Path], out: Path) -> str:
         cpu = f"{rows[0]['cpu']} ({rows[0]['flags'] or 'no int8 flags'}; {rows[0]['cores']} cores)"
         group = groups.setdefault(cpu, {"files": [], "runs": [], "rows": {}})
         group["files"].append(path.name)
-        group["runs"].append(f"LiteRT {rows[0].get('litert')}, commit {rows[0]['commit']}, {rows[0]['date']}, "
+        group["runs"].append(f"LiteRT {rows[0].get('litert')}, commit {rows[0]['commit']}, "
+                             f"{rows[0]['date']}, "
                              f"load average per round {rows[0]['load']}")
         group["rows"].update({tuple(str(row[k]) for k in KEY): row for row in rows})
     keys = list(dict.fromkeys(key for group in groups.values() for key in group["rows"]))
     shown = " ".join(str(p.relative_to(ROOT)) if p.resolve().is_relative_to(ROOT) else str(p) for p in paths)
-    lines = ["# int8 vs float32 on several CPUs", "", f"Merged by `python benchmarks/int8_timing.py merge {shown}`.",
-             "", "Each CPU's figures come from its own runs (medians over interleaved rounds, fresh processes); "
+    lines = ["# int8 vs float32 on several CPUs", "",
+             f"Merged by `python benchmarks/int8_timing.py merge {shown}`.", "",
+             "Each CPU's figures come from its own runs (medians over interleaved rounds, fresh processes); "
              "ratios are to the float32 model of the same version, same tool, same run. ms = Google's "
              "`benchmark_litert_model`; p5 = its 5th percentile (least disturbed by load); ours = mnbench's "
              "host worker.", ""]
@@ -185,11 +191,13 @@ def time_manifest(manifest: Path, out: Path, rounds: int, google: bool, profile:
         write_csv(profile_stems(variants, manifest.parent), out.with_name(out.stem + "_profile.csv"))
     print(header(f"int8 vs float32 on {rows[0]['cpu']}", " ".join(sys.argv)))
     for row in rows:
-        print({k: row[k] for k in (*KEY, "ours_ms", "ours_ratio", *(("google_ms", "google_ratio") if google else ()))})
+        shown = (*KEY, "ours_ms", "ours_ratio", *(("google_ms", "google_ratio") if google else ()))
+        print({k: row[k] for k in shown})
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     timing = commands.add_parser("time", help="time the models of a manifest on this CPU")
     timing.add_argument("manifest", type=Path)
