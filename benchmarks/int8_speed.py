@@ -172,15 +172,17 @@ def main() -> None:
              f"{args.rounds} interleaved rounds of >= 100 runs per tool (Google = `benchmark_litert_model`, "
              "ours = mnbench's host worker); / fp32 = ratio of medians to the float32 model, same tool, "
              "same run; "
-             "p5 / fp32 = the same for the 5th percentile, the figure other sessions' load disturbs least. "
+             "p5, min / fp32 = the same for the 5th percentile and the minimum, the figures other "
+             "sessions' load disturbs least. "
              "Fidelity: logits against Keras on the 64 calibration photographs (random weights, BatchNorm "
              "statistics from the photographs).", "",
              "| version | quant | h-swish | stem | threads | " +
-             " | ".join(f"{t} ms | {t} / fp32 | {t} p5 / fp32" for t in tools) +
+             " | ".join(f"{t} ms | {t} / fp32 | {t} p5 / fp32 | {t} min / fp32" for t in tools) +
              " | partitions | outside XNNPACK | cosine | SQNR dB |",
-             "|---|---|---|---|---:|" + "---:|---:|---:|" * len(tools) + "---:|---|---:|---:|"]
+             "|---|---|---|---|---:|" + "---:|---:|---:|---:|" * len(tools) + "---:|---|---:|---:|"]
     lines += ["| " + " | ".join(str(r[k]) for k in KEY) + " | " +
-              " | ".join(f"{r[t + '_ms']} | {r[t + '_ratio']} | {r[t + '_p5_ratio']}" for t in tools) +
+              " | ".join(f"{r[t + '_ms']} | {r[t + '_ratio']} | {r[t + '_p5_ratio']} | {r[t + '_min_ratio']}"
+                         for t in tools) +
               f" | {r['partitions']} | {r['ops_outside']} | {r['cosine']} | {r['sqnr_db']} |" for r in rows]
     if stems:
         lines += ["", "`mnbench profile --by block --threads 1` of V3-Small (ms; `other` = the DEQUANTIZE "

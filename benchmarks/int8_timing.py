@@ -41,25 +41,25 @@ def variant_label(variant: dict) -> str:
     return f"{variant['quant']} h-swish {variant['hswish']}, stem {variant['stem']}"
 
 
-def ours_ms(model: Path, threads: int) -> tuple[float, float]:
-    """Median and 5th percentile (ms) of one run of mnbench's host worker."""
+def ours_ms(model: Path, threads: int) -> tuple[float, float, float]:
+    """Median, 5th percentile and minimum (ms) of one run of mnbench's host worker."""
     result = run_worker(model, threads, PARAMS)
     if not result["ok"]:
         raise SystemExit(f"{model.name}: {result['error']}")
     samples = sorted(result["samples_us"])
-    return statistics.median(samples) / 1000, samples[len(samples) // 20] / 1000
+    return statistics.median(samples) / 1000, samples[len(samples) // 20] / 1000, samples[0] / 1000
 
 
-def google_ms(model: Path, threads: int) -> tuple[float, float]:
-    """Median and 5th percentile (ms) of one run of Google's benchmark_litert_model."""
+def google_ms(model: Path, threads: int) -> tuple[float, float, float]:
+    """Median, 5th percentile and minimum (ms) of one run of Google's benchmark_litert_model."""
     latency = google_latency(model, threads)
-    return latency["median_ms"], latency["p5_ms"]
+    return latency["median_ms"], latency["p5_ms"], latency["min_ms"]
 
 
 def time_variants(variants: list[dict], folder: Path, rounds: int, threads: tuple[int, ...] = (1, 2),
                   google: bool = True) -> tuple[dict, list]:
-    """{(file, threads, tool): [(median ms, p5 ms) per round]} and the load average before each round and
-    after the last. The 5th percentile is the figure a loaded machine disturbs least."""
+    """{(file, threads, tool): [(median, p5, min ms) per round]} and the load average before each round and
+    after the last. The minimum and the 5th percentile are the figures a loaded machine disturbs least."""
     tools = {"ours": ours_ms, **({"google": google_ms} if google else {})}
     times = {(v["file"], t, tool): [] for v in variants for t in threads for tool in tools}
     load = []
@@ -99,7 +99,7 @@ def rows_of(variants: list[dict], times: dict, load: list, threads: tuple[int, .
         for count in threads:
             row = {**{k: variant[k] for k in ("version", "quant", "hswish", "stem")}, "threads": count}
             for tool in tools:
-                for stat, column in ((0, ""), (1, "_p5")):
+                for stat, column in ((0, ""), (1, "_p5"), (2, "_min")):
                     ms = statistics.median(x[stat] for x in times[(variant["file"], count, tool)])
                     base = statistics.median(x[stat] for x in times[(fp32["file"], count, tool)])
                     row[f"{tool}{column}_ms"] = round(ms, 3)
@@ -154,7 +154,8 @@ def merge(paths: list[Path], out: Path) -> str:
              f"Merged by `python benchmarks/int8_timing.py merge {shown}`.", "",
              "Each CPU's figures come from its own runs (medians over interleaved rounds, fresh processes); "
              "ratios are to the float32 model of the same version, same tool, same run. ms = Google's "
-             "`benchmark_litert_model`; p5 = its 5th percentile (least disturbed by load); ours = mnbench's "
+             "`benchmark_litert_model`; p5, min = its 5th percentile and minimum (least disturbed by load); "
+             "ours = mnbench's "
              "host worker.", ""]
     for number, (cpu, group) in enumerate(groups.items(), 1):
         lines.append(f"- CPU {number}: {cpu}: " + "; ".join(f"`{name}` ({run})"
@@ -162,19 +163,20 @@ def merge(paths: list[Path], out: Path) -> str:
     index = [group["rows"] for group in groups.values()]
     tables = list(groups)
     lines += ["", "| version | quant | h-swish | stem | threads | " +
-              " | ".join(f"CPU {n} ms (/fp32) | CPU {n} p5 /fp32 | CPU {n} ours ms (/fp32)"
-                         for n in range(1, len(tables) + 1)) + " |",
-              "|---|---|---|---|---:|" + "---:|---:|---:|" * len(tables)]
+              " | ".join(f"CPU {n} ms (/fp32) | CPU {n} p5 /fp32 | CPU {n} min /fp32 | "
+                         f"CPU {n} ours ms (/fp32)" for n in range(1, len(tables) + 1)) + " |",
+              "|---|---|---|---|---:|" + "---:|---:|---:|---:|" * len(tables)]
     for key in keys:
         cells = []
         for table in index:
             row = table.get(key)
             if row is None:
-                cells += ["not measured"] * 3
+                cells += ["not measured"] * 4
                 continue
             google = row.get("google_ms")
             cells += [f"{google} ({row['google_ratio']})" if google else "-",
-                      row.get("google_p5_ratio") or "-", f"{row['ours_ms']} ({row['ours_ratio']})"]
+                      row.get("google_p5_ratio") or "-", row.get("google_min_ratio") or "-",
+                      f"{row['ours_ms']} ({row['ours_ratio']})"]
         lines.append("| " + " | ".join(key) + " | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     out.write_text(text)
