@@ -6,9 +6,9 @@ full-integer path: fused HARD_SWISH, TF's calibration ranges), all from the same
 calibration photographs. Fidelity: logits against Keras. Latency: benchmarks/int8_timing.py (mnbench's worker
 and Google's benchmark_litert_model, interleaved rounds), with the CPU and the load recorded.
 
-    python benchmarks/int8_speed.py [--rounds 3] [--versions v3-small ...]     -> results/int8_speed.{csv,md}
-    python benchmarks/int8_speed.py --pack DIR [--max-mib 22]                   models + manifest for another CPU
-    python benchmarks/int8_speed.py --merge results/int8_speed.csv OTHER.csv    -> results/int8_speed_cpus.md
+    python benchmarks/int8_speed.py [--rounds 3] [--versions v3-small ...]   -> results/int8_speed.{csv,md}
+    python benchmarks/int8_speed.py --pack DIR [--max-mib 22]     models + manifest for another CPU
+    python benchmarks/int8_speed.py --merge results/int8_speed.csv OTHER.csv  -> results/int8_speed_cpus.md
 """
 
 import argparse
@@ -24,11 +24,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _context import header  # noqa: E402
 from int8_timing import KEY, merge, profile_stems, rows_of, time_variants, write_csv  # noqa: E402
 
-from export.int8 import Lowering  # noqa: E402
+from device_bench.tflite_file import describe  # noqa: E402
 from export.pipeline import ExportRequest, export_many  # noqa: E402
-from export.quantization import Quant  # noqa: E402
+from export.quantization import Lowering, Quant  # noqa: E402
 from export.stem import Stem, default_stem  # noqa: E402
-from export.tflite_file import describe  # noqa: E402
 from mobilenets_tf import configure  # noqa: E402
 
 VERSIONS = ("v1", "v2", "v3-large", "v3-small")
@@ -44,12 +43,13 @@ def stock_int8(record: dict, out: Path) -> dict:
     from export import calibration
     from export.verify import compare, keras_reference, run_tflite
     from export.weights import build_model
-    from mnbench.quiet import captured
+    from device_bench.quiet import captured
 
     import tensorflow as tf
 
     config = configure(**record["config"])
-    calib = calibration.load(None, record["calibration"]["samples"], config.resolution, config.spec.input_range)
+    calib = calibration.load(None, record["calibration"]["samples"], config.resolution,
+                             config.spec.input_range)
     model, _ = build_model(config, None, calib.images)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -123,7 +123,8 @@ def pack(variants: list[dict], work: Path, folder: Path, max_mib: float) -> None
                 bytes_ = (work / variant["file"]).stat().st_size
                 if size + bytes_ > max_mib * 2**20:
                     continue
-                if kind != "fp32" and not any(v["version"] == version and v["quant"] == "fp32" for v in chosen):
+                has_fp32 = any(v["version"] == version and v["quant"] == "fp32" for v in chosen)
+                if kind != "fp32" and not has_fp32:
                     continue        # a ratio needs the fp32 model of the same version
                 chosen.append(variant)
                 size += bytes_
@@ -136,7 +137,8 @@ def pack(variants: list[dict], work: Path, folder: Path, max_mib: float) -> None
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--versions", nargs="*", default=list(VERSIONS))
     parser.add_argument("--no-google", action="store_true", help="time with mnbench's worker only")
@@ -168,19 +170,23 @@ def main() -> None:
              f"CPU flags: {rows[0]['flags']}; load average before each round and after: {rows[0]['load']} "
              "(the machine is shared: compare ratios within this run). 224x224, batch 1, XNNPACK; "
              f"{args.rounds} interleaved rounds of >= 100 runs per tool (Google = `benchmark_litert_model`, "
-             "ours = mnbench's host worker); / fp32 = ratio of medians to the float32 model, same tool, same run; "
-             "p5 / fp32 = the same for the 5th percentile, the figure other sessions' load disturbs least. "
+             "ours = mnbench's host worker); / fp32 = ratio of medians to the float32 model, same tool, "
+             "same run; "
+             "p5, min / fp32 = the same for the 5th percentile and the minimum, the figures other "
+             "sessions' load disturbs least. "
              "Fidelity: logits against Keras on the 64 calibration photographs (random weights, BatchNorm "
              "statistics from the photographs).", "",
              "| version | quant | h-swish | stem | threads | " +
-             " | ".join(f"{t} ms | {t} / fp32 | {t} p5 / fp32" for t in tools) +
+             " | ".join(f"{t} ms | {t} / fp32 | {t} p5 / fp32 | {t} min / fp32" for t in tools) +
              " | partitions | outside XNNPACK | cosine | SQNR dB |",
-             "|---|---|---|---|---:|" + "---:|---:|---:|" * len(tools) + "---:|---|---:|---:|"]
+             "|---|---|---|---|---:|" + "---:|---:|---:|---:|" * len(tools) + "---:|---|---:|---:|"]
     lines += ["| " + " | ".join(str(r[k]) for k in KEY) + " | " +
-              " | ".join(f"{r[t + '_ms']} | {r[t + '_ratio']} | {r[t + '_p5_ratio']}" for t in tools) +
+              " | ".join(f"{r[t + '_ms']} | {r[t + '_ratio']} | {r[t + '_p5_ratio']} | {r[t + '_min_ratio']}"
+                         for t in tools) +
               f" | {r['partitions']} | {r['ops_outside']} | {r['cosine']} | {r['sqnr_db']} |" for r in rows]
     if stems:
-        lines += ["", "`mnbench profile --by block --threads 1` of V3-Small (ms; `other` = the DEQUANTIZE of the "
+        lines += ["", "`mnbench profile --by block --threads 1` of V3-Small (ms; `other` = the DEQUANTIZE "
+                  "of the "
                   "input before a float stem):", "",
                   "| quant | h-swish | stem | stem ms | other ms | block01 ms | block02 ms | whole ms |",
                   "|---|---|---|---:|---:|---:|---:|---:|"]

@@ -41,25 +41,25 @@ def variant_label(variant: dict) -> str:
     return f"{variant['quant']} h-swish {variant['hswish']}, stem {variant['stem']}"
 
 
-def ours_ms(model: Path, threads: int) -> tuple[float, float]:
-    """Median and 5th percentile (ms) of one run of mnbench's host worker."""
+def ours_ms(model: Path, threads: int) -> tuple[float, float, float]:
+    """Median, 5th percentile and minimum (ms) of one run of mnbench's host worker."""
     result = run_worker(model, threads, PARAMS)
     if not result["ok"]:
         raise SystemExit(f"{model.name}: {result['error']}")
     samples = sorted(result["samples_us"])
-    return statistics.median(samples) / 1000, samples[len(samples) // 20] / 1000
+    return statistics.median(samples) / 1000, samples[len(samples) // 20] / 1000, samples[0] / 1000
 
 
-def google_ms(model: Path, threads: int) -> tuple[float, float]:
-    """Median and 5th percentile (ms) of one run of Google's benchmark_litert_model."""
+def google_ms(model: Path, threads: int) -> tuple[float, float, float]:
+    """Median, 5th percentile and minimum (ms) of one run of Google's benchmark_litert_model."""
     latency = google_latency(model, threads)
-    return latency["median_ms"], latency["p5_ms"]
+    return latency["median_ms"], latency["p5_ms"], latency["min_ms"]
 
 
 def time_variants(variants: list[dict], folder: Path, rounds: int, threads: tuple[int, ...] = (1, 2),
                   google: bool = True) -> tuple[dict, list]:
-    """{(file, threads, tool): [(median ms, p5 ms) per round]} and the load average before each round and
-    after the last. The 5th percentile is the figure a loaded machine disturbs least."""
+    """{(file, threads, tool): [(median, p5, min ms) per round]} and the load average before each round and
+    after the last. The minimum and the 5th percentile are the figures a loaded machine disturbs least."""
     tools = {"ours": ours_ms, **({"google": google_ms} if google else {})}
     times = {(v["file"], t, tool): [] for v in variants for t in threads for tool in tools}
     load = []
@@ -99,17 +99,21 @@ def rows_of(variants: list[dict], times: dict, load: list, threads: tuple[int, .
         for count in threads:
             row = {**{k: variant[k] for k in ("version", "quant", "hswish", "stem")}, "threads": count}
             for tool in tools:
-                for stat, column in ((0, ""), (1, "_p5")):
+                for stat, column in ((0, ""), (1, "_p5"), (2, "_min")):
                     ms = statistics.median(x[stat] for x in times[(variant["file"], count, tool)])
                     base = statistics.median(x[stat] for x in times[(fp32["file"], count, tool)])
-                    row[f"{tool}{column}_ms"], row[f"{tool}{column}_ratio"] = round(ms, 3), round(ms / base, 2)
-            row.update({"partitions": variant.get("partitions"), "ops_outside": variant.get("ops_outside") or "",
+                    row[f"{tool}{column}_ms"] = round(ms, 3)
+                    row[f"{tool}{column}_ratio"] = round(ms / base, 2)
+            row.update({"partitions": variant.get("partitions"),
+                        "ops_outside": variant.get("ops_outside") or "",
                         "cosine": variant.get("cosine"), "sqnr_db": variant.get("sqnr_db"),
                         "file": variant["file"], "cpu": cpu["model"], "flags": " ".join(cpu["flags"]),
-                        "cores": os.cpu_count(), "load": " ".join(map(str, load)), "commit": ctx["git_commit"],
+                        "cores": os.cpu_count(), "load": " ".join(map(str, load)),
+                        "commit": ctx["git_commit"],
                         "date": ctx["utc_time"], "litert": ctx["versions"].get("ai-edge-litert")})
             for tool in tools:
-                row[f"{tool}_rounds_ms"] = " ".join(f"{x[0]:.3f}" for x in times[(variant["file"], count, tool)])
+                rounds = times[(variant["file"], count, tool)]
+                row[f"{tool}_rounds_ms"] = " ".join(f"{x[0]:.3f}" for x in rounds)
             rows.append(row)
     return rows
 
@@ -140,15 +144,18 @@ def merge(paths: list[Path], out: Path) -> str:
         cpu = f"{rows[0]['cpu']} ({rows[0]['flags'] or 'no int8 flags'}; {rows[0]['cores']} cores)"
         group = groups.setdefault(cpu, {"files": [], "runs": [], "rows": {}})
         group["files"].append(path.name)
-        group["runs"].append(f"LiteRT {rows[0].get('litert')}, commit {rows[0]['commit']}, {rows[0]['date']}, "
+        group["runs"].append(f"LiteRT {rows[0].get('litert')}, commit {rows[0]['commit']}, "
+                             f"{rows[0]['date']}, "
                              f"load average per round {rows[0]['load']}")
         group["rows"].update({tuple(str(row[k]) for k in KEY): row for row in rows})
     keys = list(dict.fromkeys(key for group in groups.values() for key in group["rows"]))
     shown = " ".join(str(p.relative_to(ROOT)) if p.resolve().is_relative_to(ROOT) else str(p) for p in paths)
-    lines = ["# int8 vs float32 on several CPUs", "", f"Merged by `python benchmarks/int8_timing.py merge {shown}`.",
-             "", "Each CPU's figures come from its own runs (medians over interleaved rounds, fresh processes); "
+    lines = ["# int8 vs float32 on several CPUs", "",
+             f"Merged by `python benchmarks/int8_timing.py merge {shown}`.", "",
+             "Each CPU's figures come from its own runs (medians over interleaved rounds, fresh processes); "
              "ratios are to the float32 model of the same version, same tool, same run. ms = Google's "
-             "`benchmark_litert_model`; p5 = its 5th percentile (least disturbed by load); ours = mnbench's "
+             "`benchmark_litert_model`; p5, min = its 5th percentile and minimum (least disturbed by load); "
+             "ours = mnbench's "
              "host worker.", ""]
     for number, (cpu, group) in enumerate(groups.items(), 1):
         lines.append(f"- CPU {number}: {cpu}: " + "; ".join(f"`{name}` ({run})"
@@ -156,19 +163,20 @@ def merge(paths: list[Path], out: Path) -> str:
     index = [group["rows"] for group in groups.values()]
     tables = list(groups)
     lines += ["", "| version | quant | h-swish | stem | threads | " +
-              " | ".join(f"CPU {n} ms (/fp32) | CPU {n} p5 /fp32 | CPU {n} ours ms (/fp32)"
-                         for n in range(1, len(tables) + 1)) + " |",
-              "|---|---|---|---|---:|" + "---:|---:|---:|" * len(tables)]
+              " | ".join(f"CPU {n} ms (/fp32) | CPU {n} p5 /fp32 | CPU {n} min /fp32 | "
+                         f"CPU {n} ours ms (/fp32)" for n in range(1, len(tables) + 1)) + " |",
+              "|---|---|---|---|---:|" + "---:|---:|---:|---:|" * len(tables)]
     for key in keys:
         cells = []
         for table in index:
             row = table.get(key)
             if row is None:
-                cells += ["not measured"] * 3
+                cells += ["not measured"] * 4
                 continue
             google = row.get("google_ms")
             cells += [f"{google} ({row['google_ratio']})" if google else "-",
-                      row.get("google_p5_ratio") or "-", f"{row['ours_ms']} ({row['ours_ratio']})"]
+                      row.get("google_p5_ratio") or "-", row.get("google_min_ratio") or "-",
+                      f"{row['ours_ms']} ({row['ours_ratio']})"]
         lines.append("| " + " | ".join(key) + " | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     out.write_text(text)
@@ -185,11 +193,13 @@ def time_manifest(manifest: Path, out: Path, rounds: int, google: bool, profile:
         write_csv(profile_stems(variants, manifest.parent), out.with_name(out.stem + "_profile.csv"))
     print(header(f"int8 vs float32 on {rows[0]['cpu']}", " ".join(sys.argv)))
     for row in rows:
-        print({k: row[k] for k in (*KEY, "ours_ms", "ours_ratio", *(("google_ms", "google_ratio") if google else ()))})
+        shown = (*KEY, "ours_ms", "ours_ratio", *(("google_ms", "google_ratio") if google else ()))
+        print({k: row[k] for k in shown})
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     timing = commands.add_parser("time", help="time the models of a manifest on this CPU")
     timing.add_argument("manifest", type=Path)

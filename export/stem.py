@@ -23,7 +23,7 @@ import functools
 
 import numpy as np
 
-from mnbench.errors import ExportError
+from .errors import ExportError
 
 
 class Stem(str, enum.Enum):

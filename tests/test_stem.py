@@ -11,7 +11,7 @@ from export.mixed import decide
 from export.pipeline import ExportRequest, export
 from export.quantization import Quant
 from export.stem import Stem, default_stem, effective_stem, rewrite_stem, s2d_applies, s2d_kernel
-from mnbench.errors import ExportError
+from export.errors import ExportError
 from mobilenets_tf import configure
 
 from .test_cli_models import run
@@ -45,12 +45,13 @@ def test_s2d_kernel_computes_the_same_convolution(size):
     image, kernel = rng.normal(size=(*size, 3)), rng.normal(size=(3, 3, 3, 5))
     expected = _same_conv_stride2(image, kernel)
     assert np.abs(_s2d_then_conv(image, s2d_kernel(kernel)) - expected).max() < 1e-9
-    wrong = s2d_kernel(kernel)[::-1]                           # taps in the other order: not the same function
+    wrong = s2d_kernel(kernel)[::-1]                 # taps in the other order: not the same function
     assert np.abs(_s2d_then_conv(image, wrong) - expected).max() > 0.1
 
 
 def test_default_stem_follows_the_stem_activation():
-    assert default_stem(configure("v3-small")) is Stem.FLOAT and default_stem(configure("v3-large")) is Stem.FLOAT
+    assert default_stem(configure("v3-small")) is Stem.FLOAT
+    assert default_stem(configure("v3-large")) is Stem.FLOAT
     assert default_stem(configure("v1")) is Stem.CONV and default_stem(configure("v2", 0.35, 96)) is Stem.CONV
     assert default_stem(configure("v3-small", knobs={"activation": "relu"})) is Stem.CONV
 
@@ -78,7 +79,8 @@ def test_s2d_needs_an_even_input():
 
     odd = build_from_config(configure("v3-small", 0.5, 97), batch_size=1)
     assert "not of even height and width" in s2d_applies(odd)
-    assert effective_stem(odd, Stem.S2D)[0] is Stem.CONV and "s2d does not apply" in effective_stem(odd, Stem.S2D)[1]["fallback"]
+    stem, note = effective_stem(odd, Stem.S2D)
+    assert stem is Stem.CONV and "s2d does not apply" in note["fallback"]
     with pytest.raises(ExportError, match="--stem s2d: the input"):
         rewrite_stem(odd, Stem.S2D)
 
@@ -86,7 +88,8 @@ def test_s2d_needs_an_even_input():
 @pytest.fixture(scope="module")
 def stems(tmp_path_factory):
     out = tmp_path_factory.mktemp("stems")
-    return {stem: export(ExportRequest(CONFIG, Quant.INT8, calib_samples=16, stem=stem), out) for stem in Stem}
+    return {stem: export(ExportRequest(CONFIG, Quant.INT8, calib_samples=16, stem=stem), out)
+            for stem in Stem}
 
 
 def test_default_v3_stem_is_float_then_quantized(stems):
@@ -108,7 +111,8 @@ def test_conv_and_s2d_stems_are_full_integer(stems):
     for record in (conv, s2d):
         assert all(key.endswith(":INT8") for key in record["op_histogram"]), record["op_histogram"]
         assert record["delegation"]["partitions"] == 1 and record["delegation"]["ops_outside_delegate"] == {}
-    assert s2d["op_histogram"]["SPACE_TO_DEPTH:INT8"] == 1 and "SPACE_TO_DEPTH:INT8" not in conv["op_histogram"]
+    assert s2d["op_histogram"]["SPACE_TO_DEPTH:INT8"] == 1
+    assert "SPACE_TO_DEPTH:INT8" not in conv["op_histogram"]
     assert s2d["op_histogram"]["CONV_2D:INT8"] == conv["op_histogram"]["CONV_2D:INT8"]
     assert s2d["int8_choices"]["stem"] == "s2d" and conv["int8_choices"]["stem"] == "conv"
 
@@ -124,7 +128,9 @@ def test_inspect_says_what_was_chosen_and_on_which_cpu(tmp_path):
     path = tmp_path / record["file"]
     code, out, err = run("inspect", str(path))
     assert code == 0, err
-    assert f"int8 choices: stem s2d, float blocks: none; fixed defaults, exported on {cpu_facts()['model']}" in out
+    expected = "int8 choices: stem s2d, float blocks: none; fixed defaults, exported on "
+    expected += cpu_facts()["model"]
+    assert expected in out
     code, out, _ = run("inspect", str(path), "--json")
     assert json.loads(out)["embedded"]["int8_choices"]["stem"] == "s2d"
 
@@ -135,12 +141,14 @@ def test_cli_stem_option(tmp_path):
 
 
 def test_cpu_facts_reads_the_int8_flags():
-    intel = "model name\t: Intel(R) Xeon(R) Platinum 8480+\nflags\t\t: fpu avx2 avx512f avx512_vnni avx_vnni " \
+    intel = "model name\t: Intel(R) Xeon(R) Platinum 8480+\nflags\t\t: fpu avx2 avx512f avx512_vnni " \
+            "avx_vnni " \
             "amx_bf16 amx_int8 amx_tile\n"
     assert cpu_facts(intel)["model"] == "Intel(R) Xeon(R) Platinum 8480+"
     assert cpu_facts(intel)["flags"] == ["avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"]
     arm = "processor\t: 0\nFeatures\t: fp asimd asimddp i8mm\nHardware\t: Qualcomm SM8650\n"
-    assert cpu_facts(arm)["flags"] == ["neon_dotprod", "neon_i8mm"] and cpu_facts(arm)["model"] == "Qualcomm SM8650"
+    assert cpu_facts(arm)["flags"] == ["neon_dotprod", "neon_i8mm"]
+    assert cpu_facts(arm)["model"] == "Qualcomm SM8650"
 
 
 class Timer:
@@ -163,7 +171,8 @@ class Timer:
 ])
 def test_auto_compares_every_stem_lowering_whole(whole, sqnr, chosen):
     alternatives = {"int8-stem-conv": b"int8-stem-conv", "int8-stem-s2d": b"int8-stem-s2d"}
-    model, record = decide(b"fp32", b"int8", None, lambda data: sqnr.get(data, 15.0), Timer(whole), alternatives)
+    model, record = decide(b"fp32", b"int8", None, lambda data: sqnr.get(data, 15.0), Timer(whole),
+                           alternatives)
     assert record["chosen"] == chosen and model == chosen.encode()
     assert set(record["candidates"]) == {"int8", *alternatives}
     assert record["measured_on"] == Timer.cpu
