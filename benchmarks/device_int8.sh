@@ -29,13 +29,23 @@ mkdir -p "$out"
 
 python=${PYTHON:-python3.12}
 command -v "$python" >/dev/null || python=python3
-venv=$(mktemp -d)/venv
-"$python" -m venv "$venv"
-"$venv/bin/pip" install --quiet --no-index --find-links "$wheels" ai-edge-litert numpy 2>&1 | tee "$out/log.txt"
+scratch=$(mktemp -d)
+# A virtual environment if this Python can make one, else the wheels installed into a folder on PYTHONPATH.
+if "$python" -m venv "$scratch/venv" 2>/dev/null; then
+    py=$scratch/venv/bin/python
+    "$py" -m pip install --quiet --no-index --find-links "$wheels" ai-edge-litert numpy 2>&1 | tee "$out/log.txt"
+    site=
+else
+    py=$python
+    site=$scratch/site
+    "$py" -m pip install --quiet --no-index --find-links "$wheels" --target "$site" ai-edge-litert numpy 2>&1 \
+        | tee "$out/log.txt"
+fi
+export PYTHONPATH=$PWD${site:+:$site} PYTHONUNBUFFERED=1
+"$py" -c "import ai_edge_litert.interpreter" || { echo "device_int8.sh: LiteRT did not install" >&2; exit 1; }
 
 name=$(grep -m1 -E '^model name' /proc/cpuinfo | cut -d: -f2 | tr -cs 'A-Za-z0-9' '-' | sed 's/^-//; s/-$//' | cut -c1-40)
-{ grep -m1 -E '^model name' /proc/cpuinfo; nproc; uptime; "$venv/bin/pip" list 2>/dev/null | grep -iE 'litert|numpy'; } \
-    > "$out/cpu.txt"
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
-nice -n 0 "$venv/bin/python" benchmarks/int8_timing.py time "$models/manifest.json" --rounds "$rounds" \
+{ grep -m1 -E '^model name' /proc/cpuinfo; grep -m1 -E '^flags' /proc/cpuinfo; nproc; uptime; "$py" --version
+  "$py" -c "import importlib.metadata as m; print('ai-edge-litert', m.version('ai-edge-litert'))"; } > "$out/cpu.txt"
+"$py" benchmarks/int8_timing.py time "$models/manifest.json" --rounds "$rounds" \
     --out "$out/int8_speed_${name:-cpu}.csv" 2>&1 | tee -a "$out/log.txt"
