@@ -149,7 +149,8 @@ def merge(paths: list[Path], out: Path) -> str:
                              f"load average per round {rows[0]['load']}")
         group["rows"].update({tuple(str(row[k]) for k in KEY): row for row in rows})
     keys = list(dict.fromkeys(key for group in groups.values() for key in group["rows"]))
-    shown = " ".join(str(p.relative_to(ROOT)) if p.resolve().is_relative_to(ROOT) else str(p) for p in paths)
+    shown = " ".join(str(p.resolve().relative_to(ROOT)) if p.resolve().is_relative_to(ROOT) else str(p)
+                     for p in paths)
     lines = ["# int8 vs float32 on several CPUs", "",
              f"Merged by `python benchmarks/int8_timing.py merge {shown}`.", "",
              "Each CPU's figures come from its own runs (medians over interleaved rounds, fresh processes); "
@@ -160,6 +161,10 @@ def merge(paths: list[Path], out: Path) -> str:
     for number, (cpu, group) in enumerate(groups.items(), 1):
         lines.append(f"- CPU {number}: {cpu}: " + "; ".join(f"`{name}` ({run})"
                                                          for name, run in zip(group["files"], group["runs"])))
+    if not any("amx_int8" in cpu for cpu in groups):
+        lines.append("- No CPU with AMX (`amx_int8`, Intel Sapphire Rapids and later) measured yet: XNNPACK "
+                     "picks other int8 kernels there (docs/int8.md); take the figures with "
+                     "benchmarks/device_int8.sh.")
     index = [group["rows"] for group in groups.values()]
     tables = list(groups)
     lines += ["", "| version | quant | h-swish | stem | threads | " +
