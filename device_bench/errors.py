@@ -6,7 +6,7 @@ with ``DeviceError.exit_code`` (3) or ``BenchError.exit_code`` (1) for :class:`C
 
 from __future__ import annotations
 
-from mnbench.errors import BenchError, DeviceError
+from mnbench.errors import BenchError, DeviceError, MnbenchError
 
 
 class DeviceNotFound(DeviceError):
@@ -35,6 +35,18 @@ class ProtocolError(DeviceError):
 
 class TransferFailed(DeviceError):
     """The device refused a push or pull (missing file, read-only path, no space)."""
+
+
+class DownloadFailed(BenchError):
+    """A file could not be downloaded into the cache, or its sha256 is not the trusted one."""
+
+
+class DeviceBusy(BenchError):
+    """Another mnbench process holds the phone's lock (see :mod:`device_bench.phone_lock`)."""
+
+
+class AmbiguousDevice(MnbenchError):
+    """A serial is listed by several adb servers; qualify it as ``HOST:PORT/SERIAL``."""
 
 
 class CommandTimeout(DeviceError):
