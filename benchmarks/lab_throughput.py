@@ -87,8 +87,8 @@ def main() -> None:
             for count in order:
                 result = one_configuration(lab, count, models, settings, work / "results")
                 measured[count].append(result)
-                print(f"round {round_index + 1}: {count} phones, {result['runs']} runs, {result['wall_s']:.2f} s",
-                      flush=True)
+                print(f"round {round_index + 1}: {count} phones, {result['runs']} runs, "
+                      f"{result['wall_s']:.2f} s", flush=True)
     finally:
         lab.stop()
     load_after = os.getloadavg()
@@ -97,18 +97,20 @@ def main() -> None:
 
 
 def write(args, measured: dict[int, list[dict]], load_before, load_after) -> None:
-    command = f"python benchmarks/lab_throughput.py --rounds {args.rounds} --phone-seconds {args.phone_seconds:g}"
-    lines = [header("Lab throughput: 8 models on 1, 2, 4, 8 loopback phones behind 2 adb servers", command), "",
+    command = (f"python benchmarks/lab_throughput.py --rounds {args.rounds} "
+               f"--phone-seconds {args.phone_seconds:g}")
+    title = "Lab throughput: 8 models on 1, 2, 4, 8 loopback phones behind 2 adb servers"
+    lines = [header(title, command), "",
              f"Load average (1, 5, 15 min) before: {', '.join(f'{x:.2f}' for x in load_before)}; after: "
-             f"{', '.join(f'{x:.2f}' for x in load_after)}. The machine is shared with other jobs: compare the "
-             "rows with each other (measured interleaved in one run), not with other machines.", "",
+             f"{', '.join(f'{x:.2f}' for x in load_after)}. The machine is shared with other jobs: compare "
+             "the rows with each other (measured interleaved in one run), not with other machines.", "",
              f"Each phone's stand-in benchmark_model sleeps {args.phone_seconds:g} s per run, so one phone "
              f"needs at least {MODELS * args.phone_seconds:g} s for the 8 models; the rest is mnbench's own "
              "work per phone (connect, facts, lock, pushes, temperatures, clean-up) and contention between "
              "phones for this machine's 2 cores (every loopback phone's shell and stand-in run here; a real "
              "phone does its work on its own CPU).", "",
-             "| phones | runs | wall s (median of rounds) | all rounds s | runs/s | speed-up | parallel efficiency "
-             "| overhead per run s |", "|---:|---:|---:|---|---:|---:|---:|---:|"]
+             "| phones | runs | wall s (median of rounds) | all rounds s | runs/s | speed-up "
+             "| parallel efficiency | overhead per run s |", "|---:|---:|---:|---|---:|---:|---:|---:|"]
     base = None
     for count in PHONE_COUNTS:
         walls = [item["wall_s"] for item in measured[count]]

@@ -5,8 +5,8 @@ Speaks the server's smart-socket protocol directly (AOSP ``SERVICES.TXT``/``SYNC
 fresh socket asks for ``host:transport:<serial>`` and then opens one device service on it:
 ``shell,v2,raw:<cmd>`` when the device lists ``shell_v2`` (separate stderr, real exit status), else the
 legacy ``shell:`` with an exit marker; ``sync:`` for push and pull. The port is
-``$ANDROID_ADB_SERVER_PORT`` or 5037 on 127.0.0.1, or ``$ADB_SERVER_SOCKET`` (``tcp:HOST:PORT``) as Google's adb
-reads it; a lab passes other hosts' servers explicitly (:mod:`device_bench.lab`).
+``$ANDROID_ADB_SERVER_PORT`` or 5037 on 127.0.0.1, or ``$ADB_SERVER_SOCKET`` (``tcp:HOST:PORT``) as Google's
+adb reads it; a lab passes other hosts' servers explicitly (:mod:`device_bench.lab`).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from .errors import (AdbServerUnavailable, CommandTimeout, ConnectionLost, Devic
 from .transport import (ClosingTransport, Completed, DeviceEntry, decode_output, replaced_when_complete,
                         split_exit_marker, wrap_with_exit_marker)
 
-__all__ = ["AdbServer", "AdbServerTransport", "DeviceEntry", "list_devices", "parse_devices_l", "server_address",
-           "server_port"]
+__all__ = ["AdbServer", "AdbServerTransport", "DeviceEntry", "list_devices", "parse_devices_l",
+           "server_address", "server_port"]
 
 DEFAULT_SERVER_PORT = 5037
 DEFAULT_SERVER_TIMEOUT_S = 5.0

@@ -63,7 +63,8 @@ class BenchSettings:
     def lock_stale_after_s(self) -> float:
         """A lock whose heartbeat is older than this is stale: longer than a run, its cool-down and the
         commands around it may take (the holder renews it before each run)."""
-        return self.run_timeout_s + self.cooldown_max_wait_s + self.cooldown_poll_s + 4 * self.command_timeout_s
+        return (self.run_timeout_s + self.cooldown_max_wait_s + self.cooldown_poll_s
+                + 4 * self.command_timeout_s)
 
     def __post_init__(self) -> None:
         for name in ("num_runs", "warmup_runs"):

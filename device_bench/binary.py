@@ -1,15 +1,16 @@
-"""The ``benchmark_model`` binary a phone runs: the user's build, or Google's prebuilt for this LiteRT release.
+"""The ``benchmark_model`` a phone runs: the user's build, or Google's prebuilt for this LiteRT release.
 
 ``--benchmark-binary PATH`` pushes the user's build. Otherwise mnbench uses the prebuilt that Google publishes
 per LiteRT release (the layout Google's own ``litert-cli`` 0.2.1 uses, ``litert_cli/core/constants.py``)::
 
     $MNBENCH_BINARIES_URL/<ai-edge-litert version>/android_arm64/benchmark_model
 
-(default base ``https://storage.googleapis.com/litert/binaries``; ``nightly`` for ``ai-edge-litert-nightly``), so
-the phone runs the same LiteRT release as the host interpreter. Only arm64-v8a is published. The download is
-cached in ``$MNBENCH_CACHE_DIR`` (default ``~/.cache/mnbench``) and trusted on first use
-(:mod:`device_bench.fetch`); ``--benchmark-sha256`` pins it. The binary lives at :data:`DEVICE_BINARY` and is
-pushed again only when ``sha256sum`` on the device disagrees with the local file's hash.
+(default base ``https://storage.googleapis.com/litert/binaries``; ``nightly`` for
+``ai-edge-litert-nightly``), so the phone runs the same LiteRT release as the host interpreter. Only
+arm64-v8a is published. The download is cached in ``$MNBENCH_CACHE_DIR`` (default ``~/.cache/mnbench``) and
+trusted on first use (:mod:`device_bench.fetch`); ``--benchmark-sha256`` pins it. The binary lives at
+:data:`DEVICE_BINARY` and is pushed again only when ``sha256sum`` on the device disagrees with the local
+file's hash.
 """
 
 from __future__ import annotations

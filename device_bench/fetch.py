@@ -128,7 +128,8 @@ def _download(url: str, target: Path, expected: str | None, recorded: str | None
                         handle.write(chunk)
                         size += len(chunk)
             except urllib.error.HTTPError as error:
-                raise DownloadFailed(f"cannot download {url}: HTTP {error.code} {error.reason}{suffix}") from None
+                raise DownloadFailed(
+                    f"cannot download {url}: HTTP {error.code} {error.reason}{suffix}") from None
             except (urllib.error.URLError, OSError, ValueError) as error:
                 reason = getattr(error, "reason", None) or error
                 raise DownloadFailed(f"cannot download {url}: {reason}{suffix}") from None

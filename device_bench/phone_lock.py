@@ -134,10 +134,8 @@ class PhoneLock:
         """Renew the heartbeat; False when the lock is no longer ours (someone broke it)."""
         if not self.held:
             return False
-        holder = f"{LOCK_DIR}/holder"
-        completed = self.transport.shell(
-            f"grep -qx {quote('token=' + self.holder.token)} {quote(holder)} 2>/dev/null && touch {quote(holder)}",
-            self.timeout_s)
+        completed = self.transport.shell(f"{self._ours()} && touch {quote(LOCK_DIR + '/holder')}",
+                                         self.timeout_s)
         self.held = completed.ok
         return self.held
 
@@ -146,17 +144,20 @@ class PhoneLock:
         if not self.held:
             return
         self.held = False
-        holder = f"{LOCK_DIR}/holder"
         try:
-            self.transport.shell(f"grep -qx {quote('token=' + self.holder.token)} {quote(holder)} 2>/dev/null "
-                                 f"&& rm -rf {quote(LOCK_DIR)}; true", self.timeout_s)
+            self.transport.shell(f"{self._ours()} && rm -rf {quote(LOCK_DIR)}; true", self.timeout_s)
         except Exception as error:  # noqa: BLE001 - never mask the error that ended the session
             logger.warning("could not release the phone's lock %s: %s (it goes stale after %g s)", LOCK_DIR,
                            error, self.stale_after_s)
 
     # ------------------------------------------------------------------------------------------------
+    def _ours(self, token: str | None = None) -> str:
+        """A shell test: the holder file names ``token`` (default: ours)."""
+        line = "token=" + (token or self.holder.token)
+        return f"grep -qx {quote(line)} {quote(LOCK_DIR + '/holder')} 2>/dev/null"
+
     def _try(self) -> tuple[Holder | None, int | None]:
-        """One attempt: ``(None, None)`` when taken, else the holder and its heartbeat's age (device clock)."""
+        """One try: ``(None, None)`` when taken, else the holder and its heartbeat's age (device clock)."""
         lock, holder = quote(LOCK_DIR), quote(f"{LOCK_DIR}/holder")
         lines = " ".join(quote(line) for line in self.holder.lines())
         command = (f"mkdir -p {quote(os.path.dirname(LOCK_DIR))} && if mkdir {lock} 2>/dev/null; then "
@@ -179,8 +180,7 @@ class PhoneLock:
         """Move the stale lock away if its holder file still names the stale token; True when moved."""
         lock, holder = quote(LOCK_DIR), quote(f"{LOCK_DIR}/holder")
         aside = quote(f"{LOCK_DIR}.stale.{self.holder.token}")
-        check = (f"grep -qx {quote('token=' + stale.token)} {holder} 2>/dev/null" if stale.token
-                 else f"[ ! -e {holder} ]")
+        check = self._ours(stale.token) if stale.token else f"[ ! -e {holder} ]"
         completed = self.transport.shell(f"{check} && mv {lock} {aside} && rm -rf {aside}", self.timeout_s)
         return completed.ok
 

@@ -14,15 +14,13 @@ from pathlib import Path
 import pytest
 
 import mnbench.commands
-from device_bench.binary import (BinaryChoice, BinaryUnavailable, litert_release, prebuilt_binary, prebuilt_url,
-                                 user_binary)
+from device_bench.binary import (BinaryChoice, BinaryUnavailable, litert_release, prebuilt_binary,
+                                 prebuilt_url, user_binary)
 from device_bench.errors import DownloadFailed
 from device_bench.fetch import LOCK_FILE, cache_path, fetch, read_lock
 from mnbench.cli import main
 from mnbench.commands.device import device, devices
-from tests.loopback_adb.fixtures import (FAKE_BENCHMARK, google_adb, loopback_device,  # noqa: F401
-                                         served_loopback)
-from tests.loopback_http import loopback_http  # noqa: F401
+from tests.loopback_adb.fixtures import FAKE_BENCHMARK
 from tests.test_device_run import tiny_model
 
 pytestmark = pytest.mark.timeout(60)
@@ -53,7 +51,8 @@ def test_prebuilt_url_follows_googles_release_layout(monkeypatch):
         "https://storage.googleapis.com/litert/binaries/2.3.0/android_arm64/benchmark_model")
     assert prebuilt_url("arm64-v8a").split("/")[-3] == litert_release()
     monkeypatch.setenv("MNBENCH_BINARIES_URL", "http://127.0.0.1:9/mirror/")
-    assert prebuilt_url("arm64-v8a", "nightly") == "http://127.0.0.1:9/mirror/nightly/android_arm64/benchmark_model"
+    assert prebuilt_url("arm64-v8a", "nightly") == (
+        "http://127.0.0.1:9/mirror/nightly/android_arm64/benchmark_model")
     with pytest.raises(BinaryUnavailable) as raised:
         prebuilt_binary(["x86_64", "x86"])
     assert str(raised.value) == ("no prebuilt benchmark_model for the phone's ABI x86_64 (Google publishes "

@@ -61,10 +61,10 @@ def run(*args) -> tuple[int, str, str]:
 
 def spawn(*args) -> subprocess.Popen:
     """``mnbench`` in its own process (as two CI jobs or a user at a terminal would run it)."""
+    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
     return subprocess.Popen([sys.executable, "-m", "mnbench.cli", *map(str, args)], cwd=REPO_ROOT,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
-                                str(REPO_ROOT), os.environ.get("PYTHONPATH")]))})
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": path})
 
 
 def spans(phone) -> list[dict]:
@@ -90,7 +90,8 @@ def test_eight_phones_on_two_servers_run_as_one(lab, models, tmp_path, monkeypat
                          "--results", tmp_path / "r", *FAST)
     assert code == 0, err
     rows = json.loads(out)
-    assert len(rows) == 16 and {row["status"] for row in rows} == {"ok"} and len({r["run_id"] for r in rows}) == 1
+    assert len(rows) == 16 and {row["status"] for row in rows} == {"ok"}
+    assert len({row["run_id"] for row in rows}) == 1
     for index, phone in enumerate(lab.phones):
         mine = [row for row in rows if row["target"] == phone.serial]
         assert sorted(row["model"] for row in mine) == ["m0.tflite", "m1.tflite"]
@@ -100,7 +101,8 @@ def test_eight_phones_on_two_servers_run_as_one(lab, models, tmp_path, monkeypat
         assert_clean(phone)
     code, out, _ = run("devices", *servers_args(lab), "--json")
     listed = {item["serial"]: item["server"] for item in json.loads(out)}
-    assert code == 0 and listed == {phone.serial: lab.address(lab.server_of[phone.serial]) for phone in lab.phones}
+    assert code == 0
+    assert listed == {phone.serial: lab.address(lab.server_of[phone.serial]) for phone in lab.phones}
     first = lab.servers[0]
     monkeypatch.setenv("ADB_SERVER_SOCKET", f"tcp:127.0.0.1:{first.server_port}")   # as Google's adb reads it
     code, out, _ = run("devices", "--json")
@@ -111,17 +113,18 @@ def test_eight_phones_on_two_servers_run_as_one(lab, models, tmp_path, monkeypat
 def test_devices_file_labels_where_and_qualified_serials(lab, models, tmp_path):
     one, two, three = lab.phones[0], lab.phones[1], lab.phones[5]
     listing = tmp_path / "phones.txt"
-    listing.write_text(f"# the CI pool\n{lab.address(lab.server_of[one.serial])}/{one.serial} soc=sm8550 pool=ci\n"
-                       f"{two.serial} soc=gs201 pool=manual\n{three.serial}   soc=gs201 pool=ci  # shelf 2\n")
+    qualified = f"{lab.address(lab.server_of[one.serial])}/{one.serial}"
+    listing.write_text(f"# the CI pool\n{qualified} soc=sm8550 pool=ci\n{two.serial} soc=gs201 pool=manual\n"
+                       f"{three.serial}   soc=gs201 pool=ci  # shelf 2\n")
     code, out, err = run("device", "--devices-file", listing, "--where", "pool=ci", *servers_args(lab),
                          models[0], "--json", "--results", tmp_path / "r", *FAST)
     assert code == 0, err
     rows = {row["target"]: json.loads(row["target_desc"]) for row in json.loads(out)}
-    qualified = f"{lab.address(lab.server_of[one.serial])}/{one.serial}"
     assert set(rows) == {qualified, three.serial}
     assert rows[qualified]["labels"] == {"soc": "sm8550", "pool": "ci"}
     assert rows[three.serial]["adb_server"] == lab.address(lab.server_of[three.serial])
-    code, _, err = run("device", "--devices-file", listing, "--where", "pool=lab", *servers_args(lab), models[0])
+    code, _, err = run("device", "--devices-file", listing, "--where", "pool=lab", *servers_args(lab),
+                       models[0])
     assert code == 2 and "--where pool=lab selects no device of the devices file" in err
 
 
@@ -154,8 +157,9 @@ def test_a_phone_killed_mid_run_fails_alone(lab, models, tmp_path):
     killer.start()
     try:
         survivors = lab.phones[2:4]
-        code, out, err = run("device", *servers_args(lab), *(f"--serial={p.serial}" for p in [doomed, *survivors]),
-                             *models, "--json", "--results", tmp_path / "r", *FAST)
+        serials = [f"--serial={phone.serial}" for phone in (doomed, *survivors)]
+        code, out, err = run("device", *servers_args(lab), *serials, *models, "--json",
+                             "--results", tmp_path / "r", *FAST)
     finally:
         killer.join()
         lab.server_of[doomed.serial].disconnect(doomed.serial)
@@ -205,5 +209,6 @@ def test_two_processes_on_one_phone_never_overlap(lab, tmp_path):
     for earlier, later in zip(runs, runs[1:]):
         assert later["start_s"] >= earlier["end_s"], f"overlapping runs: {earlier} {later}"
     folders = [os.path.dirname(span["graph"]) for span in runs]
-    assert folders[:3] == [folders[0]] * 3 and folders[3:] == [folders[3]] * 3 != folders[:3]  # one, then the other
+    assert folders[:3] == [folders[0]] * 3 and folders[3:] == [folders[3]] * 3   # one process, then the other
+    assert folders[0] != folders[3]
     assert_clean(phone)

@@ -19,7 +19,7 @@ from device_bench.phone_lock import LOCK_DIR, Holder, parse_holder, this_host
 from device_bench.store import ResultStore
 from mnbench.cli import main
 from mnbench.commands.device import device
-from tests.loopback_adb.fixtures import FAKE_BENCHMARK, loopback_device  # noqa: F401
+from tests.loopback_adb.fixtures import FAKE_BENCHMARK
 from tests.test_device_run import tiny_model
 
 pytestmark = pytest.mark.timeout(60)
@@ -61,7 +61,8 @@ def test_holder_file_round_trip():
     assert (parsed.host, parsed.pid, parsed.token, parsed.run) == ("lab-host-3", 4242, "ab12", holder.run)
     assert parsed.describe() == "held by lab-host-3 pid 4242 since 2025-11-30T21:00:00Z"
     assert parse_holder("").describe() == "held by ? pid 0 since ?"
-    assert Holder(this_host(), dead_pid()).is_gone_here() and not Holder(this_host(), os.getpid()).is_gone_here()
+    assert Holder(this_host(), dead_pid()).is_gone_here()
+    assert not Holder(this_host(), os.getpid()).is_gone_here()
     assert not Holder("another-host", dead_pid()).is_gone_here()   # another host's pids say nothing here
 
 
@@ -82,7 +83,8 @@ def test_busy_phone_fails_its_runs_after_lock_wait(loopback_device, tmp_path):
 
 
 @pytest.mark.parametrize("who", ["dead process on this host", "silent for longer than a run"])
-def test_stale_lock_is_broken_and_said_and_dead_runs_folders_removed(loopback_device, tmp_path, who, caplog):
+def test_stale_lock_is_broken_and_said_and_dead_runs_folders_removed(loopback_device, tmp_path, who,
+                                                                      caplog):
     if who == "dead process on this host":
         holder, age_s, why = Holder(this_host(), dead_pid(), "dead1"), 0, "its process no longer exists"
     else:

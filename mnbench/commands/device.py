@@ -47,13 +47,13 @@ ADB_SERVER_HELP = ("An adb server to ask for phones, this host's or another's (r
 @click.option("--adb-server", "servers", multiple=True, metavar="HOST:PORT", callback=_adb_servers,
               help=ADB_SERVER_HELP)
 @click.option("--check", is_flag=True,
-              help="Also say per phone whether benchmark_model is ready (on the phone, cached, or to download).")
+              help="Also say per phone whether benchmark_model is ready (on the phone, cached, to download).")
 @click.option("--benchmark-binary", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="With --check: your build instead of Google's prebuilt.")
 @click.option("--benchmark-sha256", metavar="HEX", help="With --check: the sha256 the binary must have.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
 def devices(servers, check: bool, benchmark_binary, benchmark_sha256, as_json: bool) -> None:
-    """List the phones of the adb servers (or USB phones when no server runs), with state, model and server."""
+    """List the phones of the adb servers (or USB phones when no server runs): state, model, server."""
     from device_bench.binary import BinaryChoice
     from device_bench.connect import list_reachable
     from device_bench.lab import list_servers
@@ -73,13 +73,13 @@ def devices(servers, check: bool, benchmark_binary, benchmark_sha256, as_json: b
     if as_json:
         echo_json(items)
     elif not items:
-        click.echo("no device found: plug a phone in with USB debugging on (check `adb devices`), pass a lab's "
-                   "--adb-server HOST:PORT, or a Wi-Fi/emulator HOST:PORT to `mnbench device --serial`")
+        click.echo("no device found: plug a phone in with USB debugging on (check `adb devices`), pass a "
+                   "lab's --adb-server HOST:PORT, or a Wi-Fi/emulator HOST:PORT to `mnbench device --serial`")
     else:
         headers = ["serial", "state", "model", "product", "server"] + (["benchmark_model"] if choice else [])
         click.echo(format_table(headers, [
-            [item["serial"], item["state"], item["model"] or "-", item["product"] or "-", item["server"] or "-"]
-            + ([item["benchmark_model"]] if choice else []) for item in items]))
+            [item["serial"], item["state"], item["model"] or "-", item["product"] or "-",
+             item["server"] or "-"] + ([item["benchmark_model"]] if choice else []) for item in items]))
 
 
 def _readiness(entry, address: str | None, choice) -> str:

@@ -60,10 +60,12 @@ def start_lab(workdir: Path, phones: int = 8, servers: int = 2) -> Lab:
                 raise RuntimeError(f"adb start-server failed: {started.stderr}")
             lab.servers.append(server)
         with ThreadPoolExecutor(max_workers=phones) as pool:
-            lab.phones = list(pool.map(lambda index: start_loopback(workdir / f"phone{index}"), range(phones)))
+            lab.phones = list(pool.map(lambda index: start_loopback(workdir / f"phone{index}"),
+                                       range(phones)))
         lab.server_of = {phone.serial: lab.servers[index % servers] for index, phone in enumerate(lab.phones)}
         with ThreadPoolExecutor(max_workers=phones) as pool:
-            states = list(pool.map(lambda phone: lab.server_of[phone.serial].connect(phone.serial), lab.phones))
+            states = list(pool.map(lambda phone: lab.server_of[phone.serial].connect(phone.serial),
+                                   lab.phones))
         if set(states) != {"device"}:
             raise RuntimeError(f"adb states of the lab's phones: {states}")
     except BaseException:
