@@ -8,8 +8,9 @@ the device time it was taken). The holder touches that file before each run (its
 
 A waiting process polls until ``wait_s`` passes, then gives up with :class:`~device_bench.errors.DeviceBusy`
 ("busy (held by HOST pid N since T)"). It breaks the lock, and says so, when the holder is gone: its
-heartbeat is older than ``stale_after_s`` (longer than a run may take) by the device's clock, or it is a
-process on this host that no longer exists. Breaking renames the folder only while the holder file still
+heartbeat is older than the holder's ``stale_after_s`` (longer than a run may take with its settings, written
+in the holder file; the waiter's own when absent) by the device's clock, or it is a process on this host that
+no longer exists. Breaking renames the folder only while the holder file still
 names the token that was judged stale, so a holder that just renewed or a lock someone else just took is
 left alone.
 """
@@ -45,6 +46,7 @@ class Holder:
     token: str = ""
     run: str = ""
     since_s: int | None = None      # device clock, seconds since the epoch
+    stale_after_s: float | None = None   # the holder's promise: it renews the lock at least this often
 
     def describe(self) -> str:
         """``held by HOST pid N since 2026-11-30T21:00:00Z``."""
@@ -53,7 +55,8 @@ class Holder:
         return f"held by {self.host} pid {self.pid} since {since}"
 
     def lines(self) -> list[str]:
-        return [f"host={self.host}", f"pid={self.pid}", f"token={self.token}", f"run={self.run}"]
+        lines = [f"host={self.host}", f"pid={self.pid}", f"token={self.token}", f"run={self.run}"]
+        return lines + ([f"stale_after={self.stale_after_s:.3f}"] if self.stale_after_s is not None else [])
 
     def is_gone_here(self) -> bool:
         """Whether the holder is a process of this host that no longer exists."""
@@ -76,10 +79,11 @@ def this_host() -> str:
 def parse_holder(text: str) -> Holder:
     """The ``key=value`` lines of a holder file; unknown or broken lines are ignored."""
     fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
-    since, pid = fields.get("since", ""), fields.get("pid", "")
+    since, pid, stale = fields.get("since", ""), fields.get("pid", ""), fields.get("stale_after", "")
     return Holder(host=fields.get("host", "?") or "?", pid=int(pid) if pid.isdigit() else 0,
                   token=fields.get("token", ""), run=fields.get("run", ""),
-                  since_s=int(since) if since.isdigit() else None)
+                  since_s=int(since) if since.isdigit() else None,
+                  stale_after_s=float(stale) if stale.replace(".", "", 1).isdigit() else None)
 
 
 class PhoneLock:
@@ -97,7 +101,7 @@ class PhoneLock:
                  timeout_s: float) -> None:
         self.transport, self.wait_s, self.stale_after_s, self.timeout_s = (
             transport, wait_s, stale_after_s, timeout_s)
-        self.holder = Holder(this_host(), os.getpid(), secrets.token_hex(8), run_folder)
+        self.holder = Holder(this_host(), os.getpid(), secrets.token_hex(8), run_folder, None, stale_after_s)
         self.held = False
         self.notes: list[str] = []   # what happened on the way (stale locks broken), for the results
 
@@ -114,9 +118,10 @@ class PhoneLock:
             if other is None:
                 self.held = True
                 return
-            if other.is_gone_here() or (age_s is not None and age_s > self.stale_after_s):
+            promise_s = other.stale_after_s or self.stale_after_s   # the holder's own settings, if it said
+            if other.is_gone_here() or (age_s is not None and age_s > promise_s):
                 why = ("its process no longer exists" if other.is_gone_here()
-                       else f"no heartbeat for {age_s} s, more than {self.stale_after_s:g} s")
+                       else f"no heartbeat for {age_s} s, more than {promise_s:g} s")
                 if self._break(other):
                     note = f"broke a stale lock ({other.describe()}: {why})"
                     logger.warning("%s", note)

@@ -19,9 +19,12 @@ from pathlib import Path
 import pytest
 
 import mnbench.commands
+from device_bench.adb_server import AdbServer, server_address
+from device_bench.lab import DeviceSpec, parse_server, parse_spec
 from device_bench.phone_lock import LOCK_DIR
 from device_bench.store import ResultStore
 from mnbench.cli import main
+from mnbench.errors import MnbenchError
 from mnbench.commands.device import device, devices
 from tests.loopback_adb.fixtures import FAKE_BENCHMARK, REPO_ROOT
 from tests.loopback_adb.lab import Lab, start_lab
@@ -80,6 +83,27 @@ def servers_args(lab: Lab) -> list[str]:
 def assert_clean(phone) -> None:
     assert not phone.host_path(LOCK_DIR).exists(), f"{phone.serial}: lock left"
     assert not list(phone.host_path("/data/local/tmp").glob("mnbench-*")), f"{phone.serial}: run folder left"
+
+
+# ------------------------------------------------------------------------------------ names, no lab
+def test_device_names_servers_and_labels_parse(monkeypatch):
+    spec = parse_spec("lab-1:5037/R58M123ABC soc=sm8550 pool=ci")
+    assert (spec.server, spec.serial, spec.labels, spec.name) == (
+        "lab-1:5037", "R58M123ABC", {"soc": "sm8550", "pool": "ci"}, "lab-1:5037/R58M123ABC")
+    assert parse_spec("192.168.1.7:5555") == DeviceSpec("192.168.1.7:5555")   # an adbd endpoint or a serial
+    with pytest.raises(MnbenchError, match="label 'pool' is not key=value"):
+        parse_spec("R58M123ABC pool")
+    with pytest.raises(MnbenchError, match="--adb-server 'lab-1' is not HOST:PORT"):
+        parse_server("lab-1")
+    for value, address in (("tcp:lab-2:5038", ("lab-2", 5038)), ("tcp:5039", ("127.0.0.1", 5039))):
+        monkeypatch.setenv("ADB_SERVER_SOCKET", value)
+        assert server_address() == address and AdbServer().address == "%s:%d" % address
+    monkeypatch.setenv("ADB_SERVER_SOCKET", "localfilesystem:/tmp/adb")
+    with pytest.raises(MnbenchError, match="ADB_SERVER_SOCKET must be tcp:HOST:PORT or tcp:PORT"):
+        server_address()
+    monkeypatch.delenv("ADB_SERVER_SOCKET")
+    code, _, err = run("device", "--adb-server", "lab-1", "--all-devices")
+    assert code == 2 and "'--adb-server': 'lab-1' is not HOST:PORT" in err and err.count("\n") == 1
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -61,6 +61,7 @@ def test_holder_file_round_trip():
     assert (parsed.host, parsed.pid, parsed.token, parsed.run) == ("lab-host-3", 4242, "ab12", holder.run)
     assert parsed.describe() == "held by lab-host-3 pid 4242 since 2025-11-30T21:00:00Z"
     assert parse_holder("").describe() == "held by ? pid 0 since ?"
+    assert parse_holder("stale_after=625.250\n").stale_after_s == 625.25
     assert Holder(this_host(), dead_pid()).is_gone_here()
     assert not Holder(this_host(), os.getpid()).is_gone_here()
     assert not Holder("another-host", dead_pid()).is_gone_here()   # another host's pids say nothing here
@@ -80,6 +81,16 @@ def test_busy_phone_fails_its_runs_after_lock_wait(loopback_device, tmp_path):
                             "waited 1.5 s, see --lock-wait)")
     assert holder_file.read_text().startswith("host=lab-host-3\n")        # the holder's lock is untouched
     assert not loopback_device.host_path(BINARY := "/data/local/tmp/mnbench/benchmark_model").exists(), BINARY
+
+
+def test_a_holder_that_promised_long_runs_is_not_judged_by_the_waiters_settings(loopback_device, tmp_path):
+    patient = Holder("lab-host-3", 4242, "slow1", "/x", stale_after_s=100_000.0)   # e.g. --timeout 90000
+    plant_lock(loopback_device, patient, int(time.time()) - 10_000, beat_age_s=10_000)
+    code, out, _ = run("device", "--serial", loopback_device.serial, tiny_model(tmp_path / "m.tflite"),
+                       "--timeout", "5", "--lock-wait", "0", "--json", "--results", tmp_path / "r", *FAST)
+    assert code == 1 and "busy (held by lab-host-3 pid 4242 since " in json.loads(out)[0]["error"]
+    kept = parse_holder(loopback_device.host_path(LOCK_DIR + "/holder").read_text())
+    assert (kept.token, kept.stale_after_s) == ("slow1", 100_000.0)   # not broken
 
 
 @pytest.mark.parametrize("who", ["dead process on this host", "silent for longer than a run"])

@@ -36,7 +36,7 @@ def _adb_servers(_ctx, _param, value: tuple[str, ...]) -> list:
     try:
         return [parse_server(text) for text in value]
     except MnbenchError as error:
-        raise click.BadParameter(str(error)) from None
+        raise click.BadParameter(str(error).removeprefix("--adb-server ")) from None
 
 
 ADB_SERVER_HELP = ("An adb server to ask for phones, this host's or another's (repeat for a lab); default: "
