@@ -127,11 +127,12 @@ def parse_where(pairs: Iterable[str]) -> dict[str, str]:
     return wanted
 
 
-def list_servers(servers: Sequence[AdbServer]) -> list[tuple[AdbServer, DeviceEntry]]:
-    """Every device of every server, with its server; a server that does not answer is logged and skipped.
+def list_servers(servers: Sequence[AdbServer], strict: bool = True) -> list[tuple[AdbServer, DeviceEntry]]:
+    """Every device of every server, with its server; a server that does not answer is skipped (and
+    logged as a warning when ``strict``).
 
     Raises:
-        AdbServerUnavailable: no server answers at all.
+        AdbServerUnavailable: ``strict`` and no server answers at all.
     """
     listed, failures = [], []
     for server in servers:
@@ -139,8 +140,8 @@ def list_servers(servers: Sequence[AdbServer]) -> list[tuple[AdbServer, DeviceEn
             listed += [(server, entry) for entry in server.list_devices()]
         except AdbServerUnavailable as error:
             failures.append(str(error))
-            logger.warning("%s", error)
-    if failures and len(failures) == len(servers):
+            logger.log(logging.WARNING if strict else logging.DEBUG, "%s", error)
+    if strict and failures and len(failures) == len(servers):
         raise AdbServerUnavailable("; ".join(failures))
     return listed
 
@@ -156,15 +157,7 @@ def select(specs: Sequence[DeviceSpec], servers: Sequence[AdbServer], all_device
     """
     where = where or {}
     specs = [spec for spec in specs if all(spec.labels.get(key) == value for key, value in where.items())]
-    if all_devices:
-        listed = list_servers(servers)
-    else:
-        listed = []
-        for server in servers:
-            try:
-                listed += [(server, entry) for entry in server.list_devices()]
-            except AdbServerUnavailable as error:
-                logger.debug("%s", error)
+    listed = list_servers(servers, strict=all_devices)   # named devices may be adbd endpoints: no server
     by_serial: dict[str, list[AdbServer]] = {}
     for server, entry in listed:
         by_serial.setdefault(entry.serial, []).append(server)
