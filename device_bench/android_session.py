@@ -17,14 +17,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from mnbench.errors import MnbenchError
-
 from .android_run import (RUN_ROOT, BenchSettings, ModelFile, benchmark_argv, judge_run, result_row, run_desc,
                           run_dir)
 from .binary import DEVICE_BINARY, BinaryChoice, install
 from .connect import open_transport
 from .device_facts import DeviceFacts, Temperatures, cpu_mask, pin_cores, read_facts, read_temperatures
-from .errors import CommandFailed, CommandTimeout
+from .errors import BenchError, CommandFailed, CommandTimeout
 from .phone_lock import PhoneLock, remove_stale_run_folders
 from .provenance import run_columns
 from .transport import Transport, join
@@ -79,7 +77,7 @@ class DeviceSession:
             self._shell(f"mkdir -p {join([self.folder])}")
             for model in self.models:
                 self._bench_model(model)
-        except MnbenchError as error:
+        except BenchError as error:
             self.lost = self.lost or f"{self.stage}: {error}"
         finally:
             if self.stage == "running":
@@ -117,7 +115,7 @@ class DeviceSession:
         remote = f"{self.folder}/{model.name}"
         try:
             self.transport.push(model.path, remote)
-        except MnbenchError as error:
+        except BenchError as error:
             for combo in self.combos:
                 if combo[0] is model:
                     self._record(combo, "failed", f"push of {model.name} failed: {error}", None, None, {})
@@ -137,7 +135,7 @@ class DeviceSession:
         notes = [] if mask else [f"not pinned: {why}"]
         try:
             before, waited_s, note = self._cool_down()
-        except MnbenchError as error:
+        except BenchError as error:
             self._record(combo, "failed", f"cannot read the temperatures before the run: {error}", None, None,
                          desc)
             self._probe(error)
@@ -158,7 +156,7 @@ class DeviceSession:
             status, error, parsed, warnings = "failed", (
                 f"timed out after {self.settings.run_timeout_s:g} s; benchmark_model was stopped"), None, []
             self._kill_leftovers()
-        except MnbenchError as lost:
+        except BenchError as lost:
             status, error, parsed, warnings = "failed", f"connection lost during the run: {lost}", None, []
             self._probe(lost)
         after = self._temperatures() if not self.lost else None
@@ -193,7 +191,7 @@ class DeviceSession:
     def _temperatures(self) -> Temperatures | None:
         try:
             return read_temperatures(self.transport, self.settings.command_timeout_s)
-        except MnbenchError as error:
+        except BenchError as error:
             logger.warning("%s: cannot read temperatures after the run: %s", self.serial, error)
             return None
 
@@ -203,7 +201,7 @@ class DeviceSession:
             return True
         try:
             held = self.lock.heartbeat()
-        except MnbenchError:
+        except BenchError:
             return True   # the run's own command reports the lost connection, with its reason
         if not held:
             self.lost = "the phone's lock was taken over by another process (this session looked dead to it)"
@@ -213,7 +211,7 @@ class DeviceSession:
         """After a connection error: does the device still answer? If not, the remaining runs fail."""
         try:
             self.transport.shell("true", PROBE_TIMEOUT_S)
-        except MnbenchError as probe:
+        except BenchError as probe:
             self.lost = f"device lost after: {error} (reconnecting failed: {probe})"
 
     def _kill_leftovers(self) -> None:
@@ -221,7 +219,7 @@ class DeviceSession:
         pattern = "[-]-graph=" + self.folder.replace(".", "[.]") + "/"
         try:
             self.transport.shell(f"pkill -KILL -f {join([pattern])} 2>/dev/null; true", PROBE_TIMEOUT_S)
-        except MnbenchError as error:
+        except BenchError as error:
             logger.warning("%s: could not stop a leftover benchmark_model: %s", self.serial, error)
 
     def _clean_up(self) -> None:
@@ -229,7 +227,7 @@ class DeviceSession:
             self._kill_leftovers()
             self._shell(f"rm -rf {join([self.folder])}")
             self.session_desc["cleanup"] = "removed " + self.folder
-        except MnbenchError as error:
+        except BenchError as error:
             self.session_desc["cleanup"] = f"failed: {self.folder} may remain on the device ({error})"
             logger.warning("%s: %s", self.serial, self.session_desc["cleanup"])
 

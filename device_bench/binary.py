@@ -24,11 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from mnbench.errors import BenchError
-from mnbench.files import file_sha256
-
-from .errors import CommandFailed, TransferFailed
+from .errors import BenchError, BenchInputError, CommandFailed, TransferFailed
 from .fetch import cache_path, fetch, read_lock
+from .tflite_file import sha256
 from .transport import Transport, join
 
 logger = logging.getLogger(__name__)
@@ -43,11 +41,9 @@ _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _FIX = "pass --benchmark-binary PATH (your own build) instead"
 
 
-class BinaryUnavailable(BenchError):
+class BinaryUnavailable(BenchInputError):
     """No benchmark_model can be used (a missing or mismatching ``--benchmark-binary``, a malformed pin, no
     prebuilt for the phone's ABI); reaching the command line, it is bad input (exit 2)."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -102,7 +98,7 @@ def user_binary(path: Path, pin_sha256: str | None = None) -> BenchmarkBinary:
     path = Path(path).expanduser()
     if not path.is_file():
         raise BinaryUnavailable(f"--benchmark-binary {path}: no such file")
-    digest = file_sha256(path)
+    digest = sha256(path)
     if pin_sha256 and digest != pin_sha256.lower():
         raise BinaryUnavailable(f"--benchmark-binary {path} has sha256 {digest}, not the pinned "
                                 f"--benchmark-sha256 {pin_sha256.lower()}: refused")

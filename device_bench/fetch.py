@@ -25,9 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from mnbench.files import file_sha256
-
 from .errors import DownloadFailed
+from .tflite_file import sha256
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +95,8 @@ def fetch(url: str, cache: Path, pin_sha256: str | None = None, executable: bool
             entries = read_lock(cache)
             recorded = (entries.get(url) or {}).get("sha256")
             expected = pin_sha256.lower() if pin_sha256 else recorded
-            if target.is_file() and (expected is None or file_sha256(target) == expected):
-                digest = expected or file_sha256(target)
+            if target.is_file() and (expected is None or sha256(target) == expected):
+                digest = expected or sha256(target)
                 if recorded != digest:
                     _record(cache, entries, url, digest, target.stat().st_size)
                 return Fetched(url, target, digest, downloaded=False)

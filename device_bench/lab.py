@@ -18,11 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from mnbench.errors import BenchError, MnbenchError
-
 from .adb_server import AdbServer
 from .connect import parse_tcp_serial
-from .errors import AdbServerUnavailable, AmbiguousDevice
+from .errors import AdbServerUnavailable, AmbiguousDevice, BenchInputError
 from .transport import DeviceEntry
 
 logger = logging.getLogger(__name__)
@@ -59,11 +57,11 @@ def parse_server(text: str) -> AdbServer:
     """An adb server from ``HOST:PORT`` (or ``[v6]:PORT``).
 
     Raises:
-        MnbenchError: not HOST:PORT (a usage error, exit 2).
+        BenchInputError: not HOST:PORT (a usage error, exit 2).
     """
     address = parse_tcp_serial(text.strip())
     if address is None:
-        raise MnbenchError(f"--adb-server {text!r} is not HOST:PORT (e.g. lab-host-3:5037)")
+        raise BenchInputError(f"--adb-server {text!r} is not HOST:PORT (e.g. lab-host-3:5037)")
     return AdbServer(*address)
 
 
@@ -71,21 +69,21 @@ def parse_spec(text: str) -> DeviceSpec:
     """One device: ``SERIAL``, ``HOST:PORT`` or ``HOST:PORT/SERIAL``, then optional ``key=value`` labels.
 
     Raises:
-        MnbenchError: a label without ``=``, or an empty serial.
+        BenchInputError: a label without ``=``, or an empty serial.
     """
     words = text.split()
     if not words:
-        raise MnbenchError("empty device name")
+        raise BenchInputError("empty device name")
     head, labels = words[0], {}
     for word in words[1:]:
         key, sep, value = word.partition("=")
         if not sep or not key:
-            raise MnbenchError(f"device {head}: label {word!r} is not key=value")
+            raise BenchInputError(f"device {head}: label {word!r} is not key=value")
         labels[key] = value
     server, slash, serial = head.partition("/")
     if slash and parse_tcp_serial(server) is not None:
         if not serial:
-            raise MnbenchError(f"device {head!r} names a server but no serial")
+            raise BenchInputError(f"device {head!r} names a server but no serial")
         return DeviceSpec(serial, parse_server(server).address, labels)
     return DeviceSpec(head, None, labels)
 
@@ -94,21 +92,20 @@ def read_devices_file(path: Path) -> list[DeviceSpec]:
     """Devices from a file, one per line with optional labels; blank lines and ``#`` comments are skipped.
 
     Raises:
-        BenchError: the file cannot be read.
-        MnbenchError: a line is malformed (its number is named).
+        BenchInputError: the file cannot be read, or a line is malformed (its number is named).
     """
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        raise BenchError(f"cannot read the devices file {path}: {error}") from None
+        raise BenchInputError(f"cannot read the devices file {path}: {error}") from None
     specs = []
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.split("#", 1)[0].strip()
         if line:
             try:
                 specs.append(parse_spec(line))
-            except MnbenchError as error:
-                raise MnbenchError(f"{path}:{number}: {error}") from None
+            except BenchInputError as error:
+                raise BenchInputError(f"{path}:{number}: {error}") from None
     return specs
 
 
@@ -116,13 +113,13 @@ def parse_where(pairs: Iterable[str]) -> dict[str, str]:
     """``--where key=value`` options as a dict.
 
     Raises:
-        MnbenchError: a pair without ``=``.
+        BenchInputError: a pair without ``=``.
     """
     wanted = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise MnbenchError(f"--where {pair!r} is not key=value")
+            raise BenchInputError(f"--where {pair!r} is not key=value")
         wanted[key.strip()] = value.strip()
     return wanted
 
@@ -152,7 +149,7 @@ def select(specs: Sequence[DeviceSpec], servers: Sequence[AdbServer], all_device
 
     Raises:
         AmbiguousDevice: an unqualified serial that several servers list.
-        MnbenchError: ``where`` selects nothing.
+        BenchInputError: ``where`` selects nothing.
         AdbServerUnavailable: ``all_devices`` and no server answers.
     """
     where = where or {}
@@ -173,7 +170,7 @@ def select(specs: Sequence[DeviceSpec], servers: Sequence[AdbServer], all_device
     unique = list(unique.values())
     if where and not unique:
         shown = " ".join(f"{key}={value}" for key, value in where.items())
-        raise MnbenchError(f"--where {shown} selects no device of the devices file")
+        raise BenchInputError(f"--where {shown} selects no device of the devices file")
     return unique
 
 

@@ -24,7 +24,7 @@ from device_bench.lab import DeviceSpec, parse_server, parse_spec
 from device_bench.phone_lock import LOCK_DIR
 from device_bench.store import ResultStore
 from mnbench.cli import main
-from mnbench.errors import MnbenchError
+from device_bench.errors import BenchError
 from mnbench.commands.device import device, devices
 from tests.loopback_adb.fixtures import FAKE_BENCHMARK, REPO_ROOT
 from tests.loopback_adb.lab import Lab, start_lab
@@ -91,15 +91,15 @@ def test_device_names_servers_and_labels_parse(monkeypatch):
     assert (spec.server, spec.serial, spec.labels, spec.name) == (
         "lab-1:5037", "R58M123ABC", {"soc": "sm8550", "pool": "ci"}, "lab-1:5037/R58M123ABC")
     assert parse_spec("192.168.1.7:5555") == DeviceSpec("192.168.1.7:5555")   # an adbd endpoint or a serial
-    with pytest.raises(MnbenchError, match="label 'pool' is not key=value"):
+    with pytest.raises(BenchError, match="label 'pool' is not key=value"):
         parse_spec("R58M123ABC pool")
-    with pytest.raises(MnbenchError, match="--adb-server 'lab-1' is not HOST:PORT"):
+    with pytest.raises(BenchError, match="--adb-server 'lab-1' is not HOST:PORT"):
         parse_server("lab-1")
     for value, address in (("tcp:lab-2:5038", ("lab-2", 5038)), ("tcp:5039", ("127.0.0.1", 5039))):
         monkeypatch.setenv("ADB_SERVER_SOCKET", value)
         assert server_address() == address and AdbServer().address == "%s:%d" % address
     monkeypatch.setenv("ADB_SERVER_SOCKET", "localfilesystem:/tmp/adb")
-    with pytest.raises(MnbenchError, match="ADB_SERVER_SOCKET must be tcp:HOST:PORT or tcp:PORT"):
+    with pytest.raises(BenchError, match="ADB_SERVER_SOCKET must be tcp:HOST:PORT or tcp:PORT"):
         server_address()
     monkeypatch.delenv("ADB_SERVER_SOCKET")
     code, _, err = run("device", "--adb-server", "lab-1", "--all-devices")

@@ -12,21 +12,22 @@ from pathlib import Path
 
 import click
 
+from device_bench.delegates import DELEGATES
+from device_bench.errors import BenchError
+
 from ..cli import VERSIONS, echo_json
-from ..errors import BenchError, MnbenchError
 from ..table import format_table
 from .bench import IntList
 
 MODELS_DIR = Path("results/models")
-DELEGATE_CHOICES = ("cpu", "xnnpack", "gpu", "nnapi")
 
 
 def _delegate_list(_ctx, param, value: str) -> list[str]:
     names = [part.strip().lower() for part in value.split(",") if part.strip()]
-    bad = [name for name in names if name not in DELEGATE_CHOICES]
+    bad = [name for name in names if name not in DELEGATES]
     if bad or not names:
         shown = ", ".join(bad) or repr(value)
-        raise click.BadParameter(f"{shown} is not one of {', '.join(DELEGATE_CHOICES)}", param=param)
+        raise click.BadParameter(f"{shown} is not one of {', '.join(DELEGATES)}", param=param)
     return list(dict.fromkeys(names))
 
 
@@ -35,7 +36,7 @@ def _adb_servers(_ctx, _param, value: tuple[str, ...]) -> list:
 
     try:
         return [parse_server(text) for text in value]
-    except MnbenchError as error:
+    except BenchError as error:
         raise click.BadParameter(str(error).removeprefix("--adb-server ")) from None
 
 
@@ -96,7 +97,7 @@ def _readiness(entry, address: str | None, choice) -> str:
         with open_transport(entry.serial, server=server) as transport:
             facts = read_facts(transport, entry.serial)
             return readiness(transport, facts.abilist or [facts.abi or "unknown"], choice)
-    except MnbenchError as error:
+    except BenchError as error:
         return f"not ready: {error}"
 
 
@@ -118,7 +119,7 @@ def _readiness(entry, address: str | None, choice) -> str:
               help="--num_threads values, e.g. 1,4.")
 @click.option("--delegate", "delegates", default="xnnpack", show_default=True, callback=_delegate_list,
               metavar="D[,D...]",
-              help="Comma-separated: cpu (no XNNPACK), xnnpack, gpu, nnapi.")
+              help=f"Comma-separated, from {', '.join(DELEGATES)} (cpu: no XNNPACK).")
 @click.option("--benchmark-binary", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="Your benchmark_model build for the phone (default: Google's prebuilt for the installed "
                    "ai-edge-litert release, downloaded once).")
