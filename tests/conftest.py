@@ -1,4 +1,5 @@
-"""Fixtures shared by the test modules: the loopback ADB device and Google's adb beside it."""
+"""Fixtures shared by the test modules: the loopback ADB device, Google's adb beside it, loopback HTTP."""
 
 from tests.loopback_adb.fixtures import (  # noqa: F401
     adb_home, adb_key, google_adb, loopback_device, loopback_factory, served_loopback)
+from tests.loopback_http import loopback_http  # noqa: F401
