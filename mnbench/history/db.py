@@ -61,7 +61,8 @@ def _upgrade(connection: sa.Connection) -> None:
     config = _config()
     config.attributes["connection"] = connection
     current = MigrationContext.configure(connection).get_current_revision()
-    if current is not None and ScriptDirectory.from_config(config).get_revision(current) is None:
+    known = {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
+    if current is not None and current not in known:
         raise HistoryError(f"history database is at schema revision {current!r}, newer than this mnbench "
                            f"knows (head {head_revision()!r}); upgrade mnbench")
     command.upgrade(config, "head")
