@@ -17,7 +17,7 @@ from mnbench.history import HistoryError, schema
 from mnbench.history.db import head_revision, open_db
 from mnbench.history.ingest import ingest
 from mnbench.history.steps import change_points, find_steps
-from tests.history_support import PHONE, db_url, postgres_server, write_history  # noqa: F401
+from tests.history_support import PHONE, write_history
 
 STEP_AT = 12
 
@@ -59,7 +59,8 @@ def test_ingest_is_idempotent_and_keeps_rows_and_samples(db_url, results):
     with engine.connect() as connection:
         assert connection.execute(sa.select(sa.func.count()).select_from(schema.results)).scalar() == 48
         assert connection.execute(sa.select(sa.func.count()).select_from(schema.series)).scalar() == 2
-        row = connection.execute(sa.select(schema.results).order_by(schema.results.c.result_id)).mappings().first()
+        first = sa.select(schema.results).order_by(schema.results.c.result_id)
+        row = connection.execute(first).mappings().first()
         stored = connection.execute(sa.select(schema.samples.c.latencies_us)
                                     .where(schema.samples.c.result_id == row["result_id"])).scalar()
     store = ResultStore(results)
@@ -78,7 +79,9 @@ def test_a_run_edited_after_ingest_is_refused_and_nothing_is_written(db_url, res
     samples[key][0] *= 2
     (run_dir / "samples.json").write_text(json.dumps(samples))
     write_history(tmp_path / "more", [700.0] * 3, seed=9, commit_prefix="d")
-    code, _, err = run("history", "ingest", str(tmp_path / "more"), str(results), "--db", db_url)
+    code, out, _ = run("history", "ingest", str(results), "--db", db_url)  # known run folders: not read again
+    assert code == 0 and out.startswith("0 run(s) added (0 rows, 0 with samples), 48 already")
+    code, _, err = run("history", "ingest", str(tmp_path / "more"), str(results), "--db", db_url, "--verify")
     assert code == 2 and err.count("\n") == 1 and "already in the history with other content" in err
     with engine.connect() as connection:  # the batch with the conflict added nothing, not even the new runs
         assert connection.execute(sa.select(sa.func.count()).select_from(schema.runs)).scalar() == 48
@@ -98,8 +101,8 @@ def test_end_to_end_query_and_regressions_gate(db_url, results):
     assert step["commit_range"] == f"c{STEP_AT - 1:03d}..c{STEP_AT:03d}" and step["open"]
     assert 1.08 < step["ratio"] < 1.12 and step["ci_low"] < step["ratio"] < step["ci_high"]
 
-    code, out, _ = run("history", "query", "--db", db_url, "--model", "fp32", "--since", "2026-11-01T20:00:00Z",
-                       "--json", "--limit", "100")
+    code, out, _ = run("history", "query", "--db", db_url, "--model", "fp32", "--since",
+                       "2026-11-01T20:00:00Z", "--json", "--limit", "100")
     rows = json.loads(out)
     assert code == 0 and len(rows) == 4 and {r["target"] for r in rows} == {"28031FDH2003"}
     assert all(r["utc_time"] >= "2026-11-01T20:00:00Z" for r in rows)
@@ -125,7 +128,8 @@ def test_a_fixed_regression_is_not_open(tmp_path):
 def test_series_never_mix_machines(tmp_path):
     root = tmp_path / "runs"
     write_history(root, [500.0] * 6, seed=4)
-    write_history(root, [900.0] * 6, seed=5, desc={"cpu": "Intel Xeon 8272CL", "cores": 2, "machine": "x86_64"})
+    write_history(root, [900.0] * 6, seed=5,
+                  desc={"cpu": "Intel Xeon 8272CL", "cores": 2, "machine": "x86_64"})
     db = str(tmp_path / "h.sqlite")
     run("history", "ingest", str(root), "--db", db)
     series = json.loads(run("history", "query", "--db", db, "--series", "--json")[1])

@@ -36,8 +36,8 @@ def site(tmp_path_factory):
     levels = [3000.0] * 18 + [3250.0] * 14
     write_history(root, levels, model="v3-large_a1.00_r224_fp32.tflite", seed=11, runs_per_commit=2)
     write_history(root, [500.0] * 32, model="v3-small_a1.00_r224_int8.tflite", seed=12)
-    write_history(root, [1900.0] * 20 + [1600.0] * 12, target_kind="android", target="28031FDH2003", desc=PHONE,
-                  model="v3-small_a1.00_r224_fp32.tflite", threads=4, seed=13)
+    write_history(root, [1900.0] * 20 + [1600.0] * 12, target_kind="android", target="28031FDH2003",
+                  desc=PHONE, model="v3-small_a1.00_r224_fp32.tflite", threads=4, seed=13)
     engine = open_db(folder / "history.sqlite")
     ingest(engine, [root])
     views = analyse(engine)
@@ -53,7 +53,8 @@ def test_index_lists_every_series_by_machine(browser, site, tmp_path):
     page = browser.new_page(viewport={"width": 1280, "height": 720})
     page.goto(index.as_uri())
     assert page.locator("tr.series").count() == len(views) == 3
-    assert page.locator("h2").all_inner_texts() == ["28031FDH2003 (Google Pixel 7)", "host (AMD EPYC 7B13, 2 cores)"]
+    assert page.locator("h2").all_inner_texts() == ["28031FDH2003 (Google Pixel 7)",
+                                                    "host (AMD EPYC 7B13, 2 cores)"]
     links = page.locator("tr.series a").all_inner_texts()
     assert sorted(links) == ["v3-large_a1.00_r224_fp32.tflite", "v3-small_a1.00_r224_fp32.tflite",
                              "v3-small_a1.00_r224_int8.tflite"]
@@ -66,7 +67,7 @@ def test_index_lists_every_series_by_machine(browser, site, tmp_path):
 
 
 def test_series_page_draws_the_plot_and_marks_the_step(browser, site, tmp_path):
-    index, views = site
+    index, _ = site
     page = browser.new_page(viewport={"width": 1100, "height": 820})
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))

@@ -15,7 +15,8 @@ from ..table import format_table
 from .compare import Fraction
 
 DB_OPTION = click.option("--db", envvar="MNBENCH_HISTORY_DB", default=None, metavar="URL|PATH",
-                         help="SQLite file or database URL (postgresql://...)  [default: results/history.sqlite]")
+                         help="SQLite file or database URL (postgresql://...)  "
+                              "[default: results/history.sqlite]")
 
 
 def _filter_options(command):
@@ -25,7 +26,8 @@ def _filter_options(command):
             click.option("--threads", type=click.IntRange(min=1), help="Only this thread count."),
             click.option("--delegate", help="Only this delegate (e.g. xnnpack, gpu)."),
             click.option("--since", metavar="DATE", callback=_check_since,
-                         help="Only results measured at or after this UTC date/time (2026-11-01[T12:00:00Z])."),
+                         help="Only results measured at or after this UTC date or time "
+                              "(2026-11-01[T12:00:00Z])."),
     ]):
         command = option(command)
     return command
@@ -55,12 +57,14 @@ def history() -> None:
 @DB_OPTION
 @click.option("--results", "results_dir", type=click.Path(path_type=Path), default=Path("results/runs"),
               show_default=True, help="Store folder in which run ids are looked up.")
-def ingest(results, db, results_dir) -> None:
+@click.option("--verify", is_flag=True,
+              help="Re-read runs already in the history and refuse any whose files changed since.")
+def ingest(results, db, results_dir, verify) -> None:
     """Load RESULTS (results folders, run folders, rows.csv files or run ids); runs already in are skipped."""
     from ..history.db import open_db
     from ..history.ingest import ingest as load
 
-    report = load(open_db(db), results, results_dir)
+    report = load(open_db(db), results, results_dir, verify)
     click.echo(f"{report.runs_added} run(s) added ({report.rows_added} rows, {report.samples_added} with "
                f"samples), {report.runs_skipped} already in the history")
 
@@ -68,7 +72,8 @@ def ingest(results, db, results_dir) -> None:
 @history.command()
 @DB_OPTION
 @_filter_options
-@click.option("--series", "by_series", is_flag=True, help="One line per series (points, steps) instead of rows.")
+@click.option("--series", "by_series", is_flag=True,
+              help="One line per series (points, steps) instead of rows.")
 @click.option("--failed", is_flag=True, help="Only failed rows.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Rows to show.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -91,17 +96,19 @@ def query(db, model, target, threads, delegate, since, by_series, failed, limit,
             ["target", "model", "threads", "delegate", "runtime", "commits", "latest ms", "steps"],
             [[r["target_label"], r["model"], r["threads"], r["delegate"], r["runtime"], r["commits"],
               round(r["latest_median_us"] / 1000, 3), len(r["steps"])] for r in records]))
+    import pandas as pd
+
     from ..history.series import result_rows
 
     with engine.connect() as connection:
         rows = result_rows(connection, selected, "failed" if failed else None, limit)
     if as_json:
-        return echo_json(rows.drop(columns=["result_id", "series_id"]).astype(object)
+        return echo_json(rows.drop(columns=["result_id", "series_id", "row_json"]).astype(object)
                          .where(rows.notna(), None).to_dict("records"))
     click.echo(format_table(
         ["utc time", "commit", "target", "model", "threads", "delegate", "status", "median ms", "run id"],
         [[r.utc_time, (r.git_commit or "")[:10], r.target_label, r.model, r.threads, r.delegate, r.status,
-          None if r.median_us != r.median_us or r.median_us is None else round(r.median_us / 1000, 3), r.run_id]
+          None if pd.isna(r.median_us) else round(r.median_us / 1000, 3), r.run_id]
          for r in rows.itertuples()]))
 
 
@@ -109,7 +116,7 @@ def query(db, model, target, threads, delegate, since, by_series, failed, limit,
 @DB_OPTION
 @_filter_options
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
-              help="Folder for the site (index.html, series/, plotly.min.js); a previous site there is replaced.")
+              help="Folder for the site (index.html, series/, plotly.min.js); replaces a previous site.")
 @click.option("--title", default="mnbench latency history", show_default=True)
 def publish(db, model, target, threads, delegate, since, out_dir, title) -> None:
     """Write static trend pages: an index of series and one interactive page per series."""
@@ -134,12 +141,13 @@ def regressions(db, model, target, threads, delegate, since, threshold, as_json)
     from ..history.db import open_db
     from ..history.trends import analyse
 
-    found = [(view, step) for view in analyse(open_db(db), _selection(model, target, threads, delegate, since))
-             for step in view.steps if step.open]
+    views = analyse(open_db(db), _selection(model, target, threads, delegate, since))
+    found = [(view, step) for view in views for step in view.steps if step.open]
     over = [(view, step) for view, step in found if step.ratio > 1 + threshold]
     if as_json:
         echo_json([{"series": view.name, "target": view.info["target_label"], "page": view.page,
-                    "exceeds_threshold": step.ratio > 1 + threshold, **step.as_dict()} for view, step in found])
+                    "exceeds_threshold": step.ratio > 1 + threshold, **step.as_dict()}
+                   for view, step in found])
     else:
         click.echo(format_table(
             ["target", "series", "step", "interval", "commits", "first seen", "over"],
@@ -149,5 +157,6 @@ def regressions(db, model, target, threads, delegate, since, threshold, as_json)
             if found else "no open regressions")
     if over:
         raise RegressionsOpen(f"{len(over)} open step(s) above +{threshold:.0%}: " + ", ".join(
-            f"{view.name} on {view.info['target_label']} {(step.ratio - 1) * 100:+.1f} % at {step.commit_range}"
+            f"{view.name} on {view.info['target_label']} {(step.ratio - 1) * 100:+.1f} % at "
+            f"{step.commit_range}"
             for view, step in over[:3]) + (" ..." if len(over) > 3 else ""))

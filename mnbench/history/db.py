@@ -33,7 +33,8 @@ def database_url(db: str | Path | None) -> sa.URL:
     except sa.exc.ArgumentError:
         raise HistoryError(f"--db: not a database URL or file path: {_safe(text)!r}") from None
     if url.get_backend_name() not in ("sqlite", "postgresql"):
-        raise HistoryError(f"--db: only sqlite and postgresql are supported, received {url.get_backend_name()!r}")
+        raise HistoryError(f"--db: only sqlite and postgresql are supported, received "
+                           f"{url.get_backend_name()!r}")
     return url
 
 

@@ -1,9 +1,11 @@
 """``mnbench history ingest``: result folders -> the history database, idempotently.
 
 Runs are read with :class:`device_bench.store.ResultStore` (rows and raw samples exactly as the store
-wrote them). A run is identified by its run id; its content (rows and samples) is hashed, so ingesting
-the same run again is a no-op, and a different run under an already ingested id is refused. Each batch of
-runs is one transaction: an interrupted ingest leaves every run either fully in or fully out.
+wrote them). A run is identified by its run id, which the store also uses as the run's folder name: a run
+folder whose name is already in the history is skipped without being read, so ingesting a whole results
+folder again costs seconds. With ``verify`` every run is read and its content (rows and samples, hashed at
+the first ingest) compared, and a run edited since is refused. Each batch of runs is one transaction: an
+interrupted ingest leaves every run either fully in or fully out.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ import pandas as pd
 import sqlalchemy as sa
 
 from device_bench.compare import model_identity, target_identity, target_label
-from device_bench.store import COLUMN_NAMES, ResultStore, StoreError, is_missing, row_key, utc_now
+from device_bench.store import ResultStore, StoreError, is_missing, row_key, utc_now
 
 from . import HistoryError
-from .schema import results, runs, samples, series
+from .schema import RESULT_COLUMNS, results, runs, samples, series
 
 BATCH_RUNS = 500  # runs per transaction (and per IN (...) lookup)
 SERIES_FIELDS = ("model_identity", "model", "version", "quant", "target_identity", "target_label",
@@ -39,42 +41,71 @@ class IngestReport:
 
 
 def ingest(engine: sa.Engine, sources: Sequence[str | Path], results_root: Path | str = "results/runs",
-           on_batch=None) -> IngestReport:
+           verify: bool = False) -> IngestReport:
     """Loads every run under ``sources`` (results folders, run folders, rows.csv files or run ids).
 
     Args:
         engine: from :func:`mnbench.history.db.open_db`.
         sources: what ``ResultStore.load`` accepts.
         results_root: the store root in which run ids are looked up.
-        on_batch: optional callback ``(runs done, runs total)`` after each transaction.
+        verify: also read the runs already in the history and refuse any whose content changed.
 
     Raises:
         HistoryError: for missing or corrupt results, or a run id already ingested with other content.
     """
     store = ResultStore(results_root)
-    try:
-        frame = store.load(*sources)
-        by_run = {run_id: _clean(group) for run_id, group in frame.groupby("run_id", sort=False)}
-        loaded = {run_id: (rows, _samples(store, rows)) for run_id, rows in by_run.items()}
-    except StoreError as error:
-        raise HistoryError(str(error)) from None
-    source_text = ", ".join(map(str, sources))
-    totals = [0, 0, 0, 0]
-    run_ids = list(loaded)
-    for start in range(0, len(run_ids), BATCH_RUNS):
-        batch = {run_id: loaded[run_id] for run_id in run_ids[start:start + BATCH_RUNS]}
+    folders = _run_sources(sources)
+    with engine.connect() as connection:
+        known = _known_runs(connection, [name for name in folders.values() if name])
+    unread = 0 if verify else sum(1 for name in folders.values() if name in known)
+    todo = [source for source, name in folders.items() if verify or name not in known]
+    totals = [0, unread, 0, 0]
+    for start in range(0, len(todo), BATCH_RUNS):
+        batch = _load(store, todo[start:start + BATCH_RUNS])
         with engine.begin() as connection:
-            counts = _ingest_batch(connection, batch, source_text)
+            counts = _ingest_batch(connection, batch, ", ".join(map(str, sources)))
         totals = [a + b for a, b in zip(totals, counts)]
-        if on_batch:
-            on_batch(min(start + BATCH_RUNS, len(run_ids)), len(run_ids))
     return IngestReport(*totals)
 
 
-def _clean(group: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as plain dicts, pandas' missing values as None."""
+def _run_sources(sources: Sequence[str | Path]) -> dict[Path | str, str | None]:
+    """Each source, with results folders split into their run folders: ``{source: run id or None}``."""
+    out: dict[Path | str, str | None] = {}
+    for source in sources:
+        path = Path(source)
+        if path.is_dir() and not (path / "rows.csv").is_file():  # a results folder: its runs, found as the
+            found = [hit for pattern in ("rows.csv", "samples.json") for hit in path.rglob(pattern)]  # store does
+            runs = sorted({hit.parent for hit in found
+                           if not any(part.startswith(".") for part in hit.relative_to(path).parts)})
+            out.update({run: run.name for run in runs} if runs else {path: None})
+        else:
+            out[path if path.exists() else source] = path.name if path.is_dir() else None
+    return out
+
+
+def _known_runs(connection: sa.Connection, names: list[str]) -> set[str]:
+    known: set[str] = set()
+    for start in range(0, len(names), BATCH_RUNS):
+        chunk = names[start:start + BATCH_RUNS]
+        known.update(connection.execute(sa.select(runs.c.run_id).where(runs.c.run_id.in_(chunk))).scalars())
+    return known
+
+
+def _load(store: ResultStore, sources: list) -> dict[str, tuple[list[dict], dict[str, list[float]]]]:
+    """``{run_id: (rows, samples)}`` of the runs named by ``sources``."""
+    try:
+        by_run: dict[str, list[dict]] = {}
+        for row in _records(store.load(*sources)):
+            by_run.setdefault(row["run_id"], []).append(row)
+        return {run_id: (rows, _samples(store, rows)) for run_id, rows in by_run.items()}
+    except StoreError as error:
+        raise HistoryError(str(error)) from None
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as plain dicts of Python values, pandas' missing values as None."""
     return [{name: None if is_missing(value) else getattr(value, "item", lambda: value)()
-             for name, value in record.items()} for record in group.astype(object).to_dict("records")]
+             for name, value in record.items()} for record in frame.astype(object).to_dict("records")]
 
 
 def _samples(store: ResultStore, rows: list[dict]) -> dict[str, list[float]]:
@@ -82,9 +113,8 @@ def _samples(store: ResultStore, rows: list[dict]) -> dict[str, list[float]]:
 
 
 def content_sha256(rows: list[dict], run_samples: dict[str, list[float]]) -> str:
-    """Digest of a run's rows (in the store's column order) and samples."""
-    text = json.dumps([[[row[name] for name in COLUMN_NAMES] for row in rows], run_samples],
-                      sort_keys=True, default=str)
+    """Digest of a run's rows (every column the store gave) and samples."""
+    text = json.dumps([rows, run_samples], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -105,8 +135,9 @@ def _ingest_batch(connection: sa.Connection, batch: dict, source: str) -> tuple[
          "row_count": len(rows)} for run_id, (rows, _) in new.items()])
     rows = [row for rows, _ in new.values() for row in rows]
     series_ids = _series_ids(connection, rows)
-    records = [{**{name: row[name] for name in COLUMN_NAMES}, "row_key": row_key(row),
-                "series_id": series_ids[series_key(row)]} for row in rows]
+    records = [{**{name: row.get(name) for name, _ in RESULT_COLUMNS}, "run_id": row["run_id"],
+                "row_key": row_key(row), "series_id": series_ids[series_key(row)],
+                "row_json": json.dumps(row, sort_keys=True)} for row in rows]
     inserted = connection.execute(
         results.insert().returning(results.c.result_id, results.c.run_id, results.c.row_key,
                                    sort_by_parameter_order=True), records).all()
@@ -127,7 +158,8 @@ def series_fields(row: dict) -> dict[str, Any]:
 
 def series_key(row: dict) -> str:
     fields = series_fields(row)
-    identity = [fields[name] for name in ("model_identity", "target_identity", "threads", "delegate", "runtime")]
+    identity = [fields[name]
+                for name in ("model_identity", "target_identity", "threads", "delegate", "runtime")]
     return hashlib.sha256(json.dumps(identity).encode()).hexdigest()
 
 

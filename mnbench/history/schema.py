@@ -6,9 +6,10 @@
   that identity; the target part is :func:`device_bench.compare.target_identity`, the model part
   :func:`device_bench.compare.model_identity` (configuration + quantization + file name), so a series
   follows a model across commits while its file's sha256 changes, and never mixes two machines.
-* ``results``: every column of the results store (``device_bench.store.COLUMNS``) plus ``row_key`` and
-  ``series_id``. The columns are derived from the store's schema; a test checks that the migrations build
-  the same tables, so a new store column fails the tests until a migration adds it.
+* ``results``: the results store's columns as of this schema (``RESULT_COLUMNS``, typed, for queries) plus
+  ``row_key``, ``series_id`` and ``row_json``, the complete row as the store gave it, so a column the store
+  gains later is kept too (a migration can promote it to a typed column). A test checks that the
+  migrations build exactly these tables.
 * ``samples``: the raw per-run latencies of a result row, as a JSON list.
 """
 
@@ -16,10 +17,20 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from device_bench.store import COLUMNS, FLOAT, INT, STR
-
-SQL_TYPES = {STR: sa.Text, INT: sa.BigInteger, FLOAT: sa.Float}
 metadata = sa.MetaData()
+RESULT_COLUMNS = (  # (name, type): the results store's columns after run_id, as of migration 0001
+    ("utc_time", sa.Text), ("mnbench_version", sa.Text), ("git_commit", sa.Text), ("target", sa.Text),
+    ("target_kind", sa.Text), ("target_desc", sa.Text), ("runtime", sa.Text), ("model", sa.Text),
+    ("model_sha256", sa.Text), ("version", sa.Text), ("alpha", sa.Float), ("resolution", sa.BigInteger),
+    ("quant", sa.Text), ("config", sa.Text), ("params", sa.BigInteger), ("macs", sa.BigInteger),
+    ("threads", sa.BigInteger), ("delegate", sa.Text), ("status", sa.Text), ("error", sa.Text),
+    ("count", sa.BigInteger), ("init_us", sa.Float), ("first_us", sa.Float), ("warmup_avg_us", sa.Float),
+    ("mean_us", sa.Float), ("avg_us", sa.Float), ("std_us", sa.Float), ("min_us", sa.Float),
+    ("max_us", sa.Float), ("median_us", sa.Float), ("p90_us", sa.Float), ("p99_us", sa.Float),
+    ("median_ci_low_us", sa.Float), ("median_ci_high_us", sa.Float), ("cv", sa.Float),
+    ("mem_peak_mb", sa.Float), ("mem_init_mb", sa.Float), ("mem_overall_mb", sa.Float),
+    ("samples_file", sa.Text),
+)
 
 runs = sa.Table(
     "runs", metadata,
@@ -52,7 +63,8 @@ results = sa.Table(
     sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.run_id"), nullable=False),
     sa.Column("row_key", sa.Text, nullable=False),
     sa.Column("series_id", sa.Integer, sa.ForeignKey("series.series_id"), nullable=False),
-    *(sa.Column(name, SQL_TYPES[dtype]) for name, dtype in COLUMNS if name != "run_id"),
+    *(sa.Column(name, kind) for name, kind in RESULT_COLUMNS),
+    sa.Column("row_json", sa.Text, nullable=False),
     sa.UniqueConstraint("run_id", "row_key", name="uq_results_run_row"),
     sa.Index("ix_results_series", "series_id", "utc_time"),
     sa.Index("ix_results_commit", "git_commit"),

@@ -67,7 +67,8 @@ def result_rows(connection: sa.Connection, selected: SeriesFilter = SeriesFilter
     return pd.DataFrame(rows, columns=[*results.c.keys(), "target_label"])
 
 
-def points(connection: sa.Connection, series_ids: list[int], since: str | None = None) -> dict[int, pd.DataFrame]:
+def points(connection: sa.Connection, series_ids: list[int],
+           since: str | None = None) -> dict[int, pd.DataFrame]:
     """``{series_id: points}``, one row per commit (``POINT_COLUMNS``), in commit order."""
     columns = [results.c.series_id, results.c.run_id, results.c.git_commit, results.c.utc_time,
                sa.func.coalesce(results.c.median_us, results.c.avg_us).label("value_us"),
@@ -96,4 +97,5 @@ def per_commit(rows: pd.DataFrame) -> pd.DataFrame:
         "low_us": grouped["low"].min(), "high_us": grouped["high"].max(),
         "runs": grouped["run_id"].nunique(), "run_ids": grouped["run_id"].agg(lambda ids: sorted(set(ids))),
     }).reset_index()
-    return out.sort_values(["first_time", "commit"], kind="stable").reset_index(drop=True)[list(POINT_COLUMNS)]
+    out = out.sort_values(["first_time", "commit"], kind="stable").reset_index(drop=True)
+    return out[list(POINT_COLUMNS)]

@@ -17,13 +17,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from . import HistoryError
 from .steps import Step, fitted_levels
 from .trends import SeriesView
 
 PLOTLY_JS = "plotly.min.js"
+NO_CHANGE = "<span class=muted>none</span>"
 STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse}
 td,th{padding:.25em .6em;border-bottom:1px solid #ddd;text-align:left;vertical-align:middle}
 th{background:#f4f4f4}.num{text-align:right;font-variant-numeric:tabular-nums}.regression{color:#b00020}
@@ -34,7 +34,8 @@ def publish(views: list[SeriesView], out: Path, title: str) -> Path:
     """Writes the site to ``out`` (replacing a previous site there) and returns the index path."""
     out = Path(out)
     if out.exists() and not (out / "index.html").is_file() and any(out.iterdir()):
-        raise HistoryError(f"--out {out} is a non-empty folder without a published site; refusing to replace it")
+        raise HistoryError(f"--out {out} is a non-empty folder without a published site; "
+                           "refusing to replace it")
     from plotly.offline import get_plotlyjs
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +91,7 @@ def _index_row(view: SeriesView) -> str:
             f"<td>{html.escape(info['delegate'])}</td><td>{html.escape(info['runtime'])}</td>"
             f"<td class=num>{len(view.points)}</td><td class=num>{latest['median_us'] / 1000:.3f}</td>"
             f"<td>{sparkline(view.points['median_us'].to_numpy(dtype=float), view.steps)}</td>"
-            f"<td>{_change_text(view.steps[-1]) if view.steps else '<span class=muted>none</span>'}</td></tr>")
+            f"<td>{_change_text(view.steps[-1]) if view.steps else NO_CHANGE}</td></tr>")
 
 
 def _change_text(step: Step) -> str:
@@ -116,7 +117,8 @@ def sparkline(values_us: np.ndarray, steps: list[Step], width: int = 140, height
                     f"stroke=\"{'#b00020' if s.regression else '#006b2d'}\" stroke-dasharray=\"2,2\"/>"
                     for s in steps)
     return (f"<svg class=\"spark\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\">"
-            f"{ticks}<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"1.5\" points=\"{line}\"/></svg>")
+            f"{ticks}<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"1.5\" "
+            f"points=\"{line}\"/></svg>")
 
 
 def series_page(view: SeriesView, title: str) -> str:
@@ -127,8 +129,9 @@ def series_page(view: SeriesView, title: str) -> str:
         f"<tr class=\"step\"><td class=\"{'regression' if s.regression else 'improvement'}\">"
         f"{_percent(s.ratio)}</td><td>{_percent(s.ci_low)} to {_percent(s.ci_high)}</td>"
         f"<td><code>{html.escape(s.before_commit)}..{html.escape(s.after_commit)}</code></td>"
-        f"<td>{html.escape(s.after_time)}</td><td class=num>{s.before_us / 1000:.3f} → {s.after_us / 1000:.3f}"
-        f"</td><td>{'open' if s.open else ''}</td></tr>" for s in view.steps)
+        f"<td>{html.escape(s.after_time)}</td>"
+        f"<td class=num>{s.before_us / 1000:.3f} → {s.after_us / 1000:.3f}</td>"
+        f"<td>{'open' if s.open else ''}</td></tr>" for s in view.steps)
     step_table = (f"<table><tr><th>step</th><th>95 % interval</th><th>commit range</th><th>first seen</th>"
                   f"<th class=num>ms</th><th></th></tr>{steps}</table>" if steps else
                   "<p class=muted>No steps: the series is level within its noise.</p>")

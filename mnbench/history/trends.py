@@ -29,7 +29,8 @@ class SeriesView:
                 f"{self.info['runtime']}")
 
 
-def analyse(engine: sa.Engine, selected: SeriesFilter = SeriesFilter(), penalty: float = PENALTY) -> list[SeriesView]:
+def analyse(engine: sa.Engine, selected: SeriesFilter = SeriesFilter(),
+            penalty: float = PENALTY) -> list[SeriesView]:
     """Every matching series that has at least one point, with its steps."""
     with engine.connect() as connection:
         infos = list_series(connection, selected).to_dict("records")

@@ -1,4 +1,4 @@
-"""Alembic environment: migrations run on the connection that :func:`mnbench.history.db.open_db` hands over."""
+"""Alembic environment: migrations run on the connection :func:`mnbench.history.db.open_db` hands over."""
 
 from alembic import context
 

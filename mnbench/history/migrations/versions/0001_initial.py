@@ -1,7 +1,8 @@
-"""The first history schema: runs, series, results (the store's columns of 2026-11), samples.
+"""The first history schema: runs, series, results (the store's columns of 2026-11 and the whole row as
+JSON), samples.
 
-A migration is a snapshot: it spells its columns out instead of reading ``device_bench.store.COLUMNS``,
-which will change after it.
+A migration is a snapshot: it spells its columns out instead of importing them from ``schema.py``, which
+will change after it.
 
 Revision ID: 0001
 Revises:
@@ -61,6 +62,7 @@ def upgrade() -> None:
         sa.Column("row_key", sa.Text, nullable=False),
         sa.Column("series_id", sa.Integer, sa.ForeignKey("series.series_id"), nullable=False),
         *(sa.Column(name, kind) for name, kind in RESULT_COLUMNS),
+        sa.Column("row_json", sa.Text, nullable=False),
         sa.UniqueConstraint("run_id", "row_key", name="uq_results_run_row"),
     )
     op.create_index("ix_results_series", "results", ["series_id", "utc_time"])
