@@ -9,5 +9,5 @@ from .history import history
 from .models import info, models
 from .profile import profile
 
-COMMANDS = [models, info, export, inspect, bench, profile, compare, ab, report, devices, device, parse, finetune,
-            evaluate, history]
+COMMANDS = [models, info, export, inspect, bench, profile, compare, ab, report, devices, device, parse,
+            finetune, evaluate, history]

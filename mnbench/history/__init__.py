@@ -7,16 +7,12 @@ into one point per commit for each series (model x target x threads x delegate x
 mixes machines), ``steps`` finds the change points, ``site`` writes the static trend pages.
 """
 
-from mnbench.errors import MnbenchError
+from mnbench.errors import MnbenchError, MnbenchFailure
 
 
 class HistoryError(MnbenchError):
     """A database that cannot be opened or migrated, or results that contradict what it holds (exit 2)."""
 
-    exit_code = 2
 
-
-class RegressionsOpen(MnbenchError):
+class RegressionsOpen(MnbenchFailure):
     """``mnbench history regressions`` found open steps above the threshold (exit 1)."""
-
-    exit_code = 1

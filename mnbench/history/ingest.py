@@ -73,8 +73,8 @@ def _run_sources(sources: Sequence[str | Path]) -> dict[Path | str, str | None]:
     out: dict[Path | str, str | None] = {}
     for source in sources:
         path = Path(source)
-        if path.is_dir() and not (path / "rows.csv").is_file():  # a results folder: its runs, found as the
-            found = [hit for pattern in ("rows.csv", "samples.json") for hit in path.rglob(pattern)]  # store does
+        if path.is_dir() and not (path / "rows.csv").is_file():  # a results folder: its runs, as the store
+            found = [hit for name in ("rows.csv", "samples.json") for hit in path.rglob(name)]  # finds them
             runs = sorted({hit.parent for hit in found
                            if not any(part.startswith(".") for part in hit.relative_to(path).parts)})
             out.update({run: run.name for run in runs} if runs else {path: None})
