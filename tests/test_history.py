@@ -17,7 +17,7 @@ from mnbench.history import HistoryError, schema
 from mnbench.history.db import head_revision, open_db
 from mnbench.history.ingest import ingest
 from mnbench.history.steps import change_points, find_steps
-from tests.history_support import PHONE, write_history
+from tests.history_support import HOST as HOST_DESC, PHONE, write_history
 
 STEP_AT = 12
 
@@ -183,3 +183,37 @@ def test_find_steps_reports_the_commit_range():
     (step,) = find_steps(points)
     assert (step.before_commit, step.after_commit, step.index) == ("k7", "k8", 8)
     assert step.ratio == pytest.approx(1.2) and step.open
+
+
+def test_failed_rows_are_kept_and_queryable_but_are_not_points(tmp_path):
+    root = tmp_path / "runs"
+    write_history(root, [500.0] * 4, seed=7)
+    failed = {"utc_time": "2026-11-02T00:00:00Z", "mnbench_version": "0.1.0", "git_commit": "c004",
+              "target": "host", "target_kind": "host", "target_desc": json.dumps(HOST_DESC), "runtime":
+              "ai-edge-litert 2.3.0", "model": "v3-small_a1.00_r224_int8.tflite", "threads": 1,
+              "delegate": "xnnpack", "status": "failed", "error": "benchmark process died (signal 9)"}
+    ResultStore(root).write_run("failed-run", [failed], {})
+    db = str(tmp_path / "h.sqlite")
+    assert run("history", "ingest", str(root), "--db", db)[1].startswith("5 run(s) added (5 rows, 4 with samples)")
+    rows = json.loads(run("history", "query", "--db", db, "--failed", "--json")[1])
+    assert [(r["run_id"], r["error"]) for r in rows] == [("failed-run", "benchmark process died (signal 9)")]
+    (series,) = json.loads(run("history", "query", "--db", db, "--series", "--json")[1])
+    assert series["commits"] == 4 and series["latest_commit"] == "c003"
+
+
+def test_publish_replaces_its_own_site_and_refuses_other_folders(tmp_path):
+    write_history(tmp_path / "runs", [500.0] * 6, seed=8)
+    db = str(tmp_path / "h.sqlite")
+    run("history", "ingest", str(tmp_path / "runs"), "--db", db)
+    site = tmp_path / "site"
+    for _ in range(2):
+        code, out, _ = run("history", "publish", "--db", db, "--out", str(site))
+        assert code == 0 and out.startswith("1 series, 0 step(s)")
+    assert sorted(p.name for p in site.iterdir()) == ["index.html", "plotly.min.js", "series"]
+    assert len(list((site / "series").iterdir())) == 1
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no build folders left
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    code, _, err = run("history", "publish", "--db", db, "--out", str(other))
+    assert code == 2 and "refusing to replace it" in err and (other / "keep.txt").read_text() == "mine"
