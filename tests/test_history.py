@@ -194,7 +194,8 @@ def test_failed_rows_are_kept_and_queryable_but_are_not_points(tmp_path):
               "delegate": "xnnpack", "status": "failed", "error": "benchmark process died (signal 9)"}
     ResultStore(root).write_run("failed-run", [failed], {})
     db = str(tmp_path / "h.sqlite")
-    assert run("history", "ingest", str(root), "--db", db)[1].startswith("5 run(s) added (5 rows, 4 with samples)")
+    out = run("history", "ingest", str(root), "--db", db)[1]
+    assert out.startswith("5 run(s) added (5 rows, 4 with samples)")
     rows = json.loads(run("history", "query", "--db", db, "--failed", "--json")[1])
     assert [(r["run_id"], r["error"]) for r in rows] == [("failed-run", "benchmark process died (signal 9)")]
     (series,) = json.loads(run("history", "query", "--db", db, "--series", "--json")[1])
