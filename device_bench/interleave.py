@@ -192,13 +192,11 @@ def run_gate(model_a: Path, model_b: Path, settings: GateSettings = GateSettings
     columns = [model_columns_checked(Path(model)) for model in (model_a, model_b)]
     runner = runner or host_pair_runner(settings.params)
     seeds = np.random.default_rng(settings.seed)
-    alpha = 1 - settings.confidence
+    test = sequential.SequentialTest(settings.threshold, 1 - settings.confidence)
     started = clock()
     processes: list[ProcessResult] = []
-    logs: list[float] = []
     measured_all: list[PairMeasurement] = []
-    interval, verdict, look = None, None, 0
-    while True:
+    while test.verdict is None:
         elapsed = clock() - started
         typical = elapsed / len(processes) if processes else 0.0
         if len(processes) >= MIN_PROCESSES and elapsed + typical > settings.max_secs:
@@ -206,27 +204,17 @@ def run_gate(model_a: Path, model_b: Path, settings: GateSettings = GateSettings
         before, began = noise.snapshot(), clock()
         measured = runner(Path(model_a), Path(model_b), settings.threads, int(seeds.integers(2 ** 31)))
         busy = noise.between(before, noise.snapshot())
-        logs.append(process_log_ratio(measured))
+        log_ratio = process_log_ratio(measured)
         measured_all.append(measured)
         processes.append(ProcessResult(len(processes) + 1, len(measured.a_us), float(np.median(measured.a_us)),
-                                       float(np.median(measured.b_us)), math.exp(logs[-1]),
+                                       float(np.median(measured.b_us)), math.exp(log_ratio),
                                        clock() - began, busy.as_dict(), noise.heavy(busy)))
-        at = sequential.look_index(len(logs))
-        current = None
-        if at is not None:
-            look = at
-            interval = current = sequential.look_interval(logs, look, alpha)
-            verdict = sequential.decide(current.low, current.high, settings.threshold)
+        interval = test.add(log_ratio)
         if on_process:
-            on_process(processes[-1], current)
-        if verdict is not None:
-            break
-    if verdict is None and (interval is None or interval.processes != len(logs)):
-        look += 1  # a final look where the budget ran out: it spends the next alpha_k
-        interval = sequential.look_interval(logs, look, alpha)
-        verdict = sequential.decide(interval.low, interval.high, settings.threshold)
+            on_process(processes[-1], interval)
+    interval = test.interval if test.verdict is not None else test.finish()
     seconds = clock() - started
-    why = None
+    verdict, why = test.verdict, None
     if verdict is None:
         verdict = "noisy"
         why = why_noisy(interval, processes, settings, seconds)

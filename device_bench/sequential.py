@@ -32,7 +32,7 @@ from scipy.stats import t as student_t
 
 from .stats import StatsError
 
-__all__ = ["FIRST_LOOK", "LOOKS", "Interval", "decide", "look_index", "look_interval", "spent_alpha"]
+__all__ = ["FIRST_LOOK", "LOOKS", "Interval", "SequentialTest", "decide", "look_index", "look_interval", "spent_alpha"]
 
 FIRST_LOOK = 5  # processes before the first look (a t interval from fewer is uselessly wide)
 LOOK_GROWTH = 1.5
@@ -94,3 +94,39 @@ def decide(low: float, high: float, threshold: float) -> str | None:
     if low >= 1 - threshold and high <= 1 + threshold:
         return "unchanged"
     return None
+
+
+class SequentialTest:
+    """One stream of per-process log ratios and its looks: ``add`` each value, ``finish`` when time is up.
+
+    ``verdict`` is None while undecided; ``interval`` is the latest look's.
+    """
+
+    def __init__(self, threshold: float, alpha: float = 0.05):
+        self.threshold, self.alpha = threshold, alpha
+        self.values: list[float] = []
+        self.interval: Interval | None = None
+        self.verdict: str | None = None
+        self.looks = 0
+
+    def add(self, log_ratio: float) -> Interval | None:
+        """Adds one process's value; returns the look's interval when a look falls here."""
+        self.values.append(float(log_ratio))
+        if look_index(len(self.values)) is None:
+            return None
+        return self._look()
+
+    def finish(self) -> Interval:
+        """The final interval: one more look (spending the next ``alpha_k``) unless the last value had one.
+
+        The budget decides when this happens, not the values, so the union bound still holds.
+        """
+        if self.interval is None or self.interval.processes != len(self.values):
+            self._look()
+        return self.interval
+
+    def _look(self) -> Interval:
+        self.looks += 1
+        self.interval = look_interval(self.values, self.looks, self.alpha)
+        self.verdict = decide(self.interval.low, self.interval.high, self.threshold)
+        return self.interval
