@@ -45,8 +45,7 @@ from ab_error_rates import clopper_pearson  # noqa: E402
 from device_bench import stats  # noqa: E402
 from device_bench.ab import ABSettings, host_runner, run_ab  # noqa: E402
 from device_bench.host import HostParams, run_pair_worker  # noqa: E402
-from device_bench.interleave import (GateSettings, PairMeasurement, noise_summary,  # noqa: E402
-                                     process_log_ratio, run_gate)
+from device_bench.interleave import GateSettings, PairMeasurement, noise_summary, process_log_ratio, run_gate  # noqa: E402
 
 CHAINS = (4, 6, 10, 20)
 TARGETS = (0.02, 0.03, 0.05, 0.10)
@@ -82,8 +81,8 @@ def reference(model_a: Path, models: dict[int, Path], processes: int) -> tuple[d
         ks += [k] * len(mine)
         logs += mine
         medians[k] = math.exp(float(np.median(mine)))
-        print(f"reference chain {k}: median B/A = {medians[k]:.4f} (process spread {np.std(mine, ddof=1):.4f})",
-              flush=True)
+        print(f"reference chain {k}: median B/A = {medians[k]:.4f} "
+              f"(process spread {np.std(mine, ddof=1):.4f})", flush=True)
     x, y = np.asarray(ks, dtype=float), np.asarray(logs)
     slope = float(x @ y / (x @ x))
     residual = y - slope * x
@@ -115,8 +114,10 @@ class Load:
 def new_trial(model_a, model_b, settings: GateSettings) -> dict:
     result = run_gate(model_a, model_b, settings)
     summary = noise_summary(result.processes)
-    return {"verdict": result.verdict, "ratio": result.ratio, "ci_low": result.ci_low, "ci_high": result.ci_high,
-            "seconds": round(result.seconds, 1), "processes": len(result.processes), "load1": summary["load1"],
+    return {"verdict": result.verdict, "ratio": result.ratio, "ci_low": result.ci_low,
+            "ci_high": result.ci_high, "seconds": round(result.seconds, 1),
+            "processes": len(result.processes),
+            "load1": summary["load1"],
             "other_cpu": summary["other_cpu"], "heavy_processes": summary["heavy_processes"],
             "why": result.why or ""}
 
@@ -141,7 +142,8 @@ def old_trial(model_a, model_b, threshold: float) -> tuple[dict, list[str]]:
         first, second = calls[2 * number], calls[2 * number + 1]
         a, b = (first, second) if item.order == "AB" else (second, first)
         compare_verdicts.append(stats.verdict(*stats.ratio_ci(a, b), threshold))
-    row = {"verdict": result.verdict, "ratio": result.ratio, "ci_low": result.ci_low, "ci_high": result.ci_high,
+    row = {"verdict": result.verdict, "ratio": result.ratio, "ci_low": result.ci_low,
+           "ci_high": result.ci_high,
            "seconds": round(seconds, 1), "processes": 2 * len(result.rounds), "load1": load_before,
            "other_cpu": None, "heavy_processes": None, "why": ""}
     return row, compare_verdicts
@@ -151,9 +153,11 @@ def is_hit(target: float, verdict: str) -> bool:
     return verdict in ("regression", "improvement") if target == 0 else verdict == "regression"
 
 
-def write_markdown(path: Path, rows: list[dict], truth: dict, chosen: dict, note: str, args, command: str) -> None:
+def write_markdown(path: Path, rows: list[dict], truth: dict, chosen: dict, note: str, args,
+                   command: str) -> None:
     lines = [header("Latency gate: power curve under noise", command), "",
-             f"Threshold ±{args.threshold:.0%}, 95 % (family-wide) intervals, time budget {args.max_secs:.0f} s "
+             f"Threshold ±{args.threshold:.0%}, 95 % (family-wide) intervals, time budget "
+             f"{args.max_secs:.0f} s "
              f"per verdict, 1 thread, XNNPACK. A: MobileNetV3-Small 1.0, 96 px, fp32. True B/A from the "
              f"reference run ({args.reference_processes} interleaved processes per model; the machine was "
              f"shared, not quiet): " + ", ".join(f"{t:.0%} -> chain {chosen[t]} = {truth[chosen[t]]:.4f}"
@@ -222,7 +226,8 @@ def main() -> None:
                     for target in targets:
                         model_b = copy if target == 0 else models[chosen[target]]
                         true_ratio = 1.0 if target == 0 else truth[chosen[target]]
-                        base = {"condition": condition, "trial": trial, "target": target, "true_ratio": true_ratio}
+                        base = {"condition": condition, "trial": trial, "target": target,
+                                "true_ratio": true_ratio}
                         settings = GateSettings(threshold=args.threshold, max_secs=args.max_secs, seed=trial)
                         results = [{**base, "engine": "interleaved", **new_trial(model_a, model_b, settings)}]
                         if trial < args.old_trials:

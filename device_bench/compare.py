@@ -44,8 +44,8 @@ from mnbench.errors import MnbenchError
 from . import stats
 from .store import is_missing, target_desc
 
-__all__ = ["CompareError", "CompareSettings", "Comparison", "FAILING", "GateFailed", "PROCESS_SPREAD", "VERDICTS",
-           "compare", "model_identity", "target_identity", "target_label"]
+__all__ = ["CompareError", "CompareSettings", "Comparison", "FAILING", "GateFailed", "PROCESS_SPREAD",
+           "VERDICTS", "compare", "model_identity", "target_identity", "target_label"]
 
 FAILING = {"regression": ("regression", "failed"), "noisy": ("regression", "failed", "noisy"), "never": ()}
 VERDICTS = ("regression", "failed", "improvement", "unchanged", "noisy")
@@ -292,7 +292,8 @@ def _median_of(rows: list[dict]) -> float | None:
     return float(np.median(values)) if values else None
 
 
-def _interval(ok_b: list[dict], ok_c: list[dict], load_samples: LoadSamples, settings: CompareSettings) -> dict:
+def _interval(ok_b: list[dict], ok_c: list[dict], load_samples: LoadSamples,
+              settings: CompareSettings) -> dict:
     """``ratio``, ``low``, ``high``, ``method``, ``statistic`` and the two figures the ratio is of.
 
     A side measured in one process gets ``PROCESS_SPREAD`` added to its share of the interval.
@@ -363,8 +364,8 @@ def _summary_interval(ok_b: list[dict], ok_c: list[dict], confidence: float) -> 
         sides.append((float(np.mean(logs)), variance))
     ratio = math.exp(sides[1][0] - sides[0][0])
     figures = (math.exp(sides[0][0]), math.exp(sides[1][0]))  # geometric mean of the runs' figures
-    found = {"ratio": ratio, "low": None, "high": None, "method": f"{statistic}s only", "statistic": statistic,
-             "figures": figures}
+    found = {"ratio": ratio, "low": None, "high": None, "method": f"{statistic}s only",
+             "statistic": statistic, "figures": figures}
     if sides[0][1] is not None and sides[1][1] is not None:
         half = NormalDist().inv_cdf(1 - (1 - confidence) / 2) * math.sqrt(sides[0][1] + sides[1][1])
         found.update(low=ratio * math.exp(-half), high=ratio * math.exp(half),

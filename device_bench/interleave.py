@@ -39,8 +39,9 @@ from . import noise, sequential, stats
 from .ab import ABError, model_columns_checked
 from .host import HostParams, host_description, run_pair_worker, runtime_version
 
-__all__ = ["GateResult", "GateSettings", "PAIR_PARAMS", "PairMeasurement", "ProcessResult", "host_pair_runner",
-           "process_log_ratio", "run_gate"]
+__all__ = ["GateResult", "GateSettings", "PAIR_PARAMS", "PairMeasurement", "ProcessResult", "hodges_lehmann",
+           "host_pair_runner", "noise_summary", "process_log_ratio", "run_gate", "why_noisy",
+           "within_process_interval"]
 
 PAIR_PARAMS = HostParams(runs=40, min_secs=1.0, warmup=3, warmup_min_secs=0.1)  # per process, in pairs
 BLOCK = 3          # timed runs per model per pair (the fastest counts)
@@ -171,7 +172,7 @@ def process_log_ratio(measured: PairMeasurement) -> float:
 
 
 def hodges_lehmann(values: np.ndarray) -> float:
-    """Median of the Walsh averages ``(x_i + x_j) / 2, i <= j``: robust, and 95 % efficient for normal data."""
+    """Median of the Walsh averages ``(x_i + x_j) / 2, i <= j``: robust, 95 % efficient for normal data."""
     walsh = (values[:, None] + values[None, :])[np.triu_indices(values.size)] / 2
     return float(np.median(walsh))
 
@@ -187,8 +188,9 @@ def run_gate(model_a: Path, model_b: Path, settings: GateSettings = GateSettings
         BenchError: a measurement failed.
     """
     if runner is None and target != "host":
-        raise ABError(f"the interleaved A/B engine runs on the host only (--target host); --target {target} "
-                      "is not implemented: measure each model with `mnbench device` and use `mnbench compare`")
+        raise ABError(f"the interleaved A/B engine runs on the host only (--target host); --target "
+                      f"{target} is not implemented: measure each model with `mnbench device` and use "
+                      "`mnbench compare`")
     columns = [model_columns_checked(Path(model)) for model in (model_a, model_b)]
     runner = runner or host_pair_runner(settings.params)
     seeds = np.random.default_rng(settings.seed)
@@ -206,9 +208,10 @@ def run_gate(model_a: Path, model_b: Path, settings: GateSettings = GateSettings
         busy = noise.between(before, noise.snapshot())
         log_ratio = process_log_ratio(measured)
         measured_all.append(measured)
-        processes.append(ProcessResult(len(processes) + 1, len(measured.a_us), float(np.median(measured.a_us)),
-                                       float(np.median(measured.b_us)), math.exp(log_ratio),
-                                       clock() - began, busy.as_dict(), noise.heavy(busy)))
+        processes.append(ProcessResult(len(processes) + 1, len(measured.a_us),
+                                       float(np.median(measured.a_us)), float(np.median(measured.b_us)),
+                                       math.exp(log_ratio), clock() - began, busy.as_dict(),
+                                       noise.heavy(busy)))
         interval = test.add(log_ratio)
         if on_process:
             on_process(processes[-1], interval)
@@ -254,8 +257,8 @@ def within_process_interval(measured: Sequence[PairMeasurement], confidence: flo
     ranks = stats.median_ci_ranks(logs.size, confidence)
     ordered = np.sort(logs)
     low, high = (math.exp(ordered[ranks[0] - 1]), math.exp(ordered[ranks[1] - 1])) if ranks else (None, None)
-    return {"pairs": int(logs.size), "ratio": math.exp(float(np.median(logs))), "ci_low": low, "ci_high": high,
-            "note": "all pairs pooled: ignores the spread between processes"}
+    return {"pairs": int(logs.size), "ratio": math.exp(float(np.median(logs))), "ci_low": low,
+            "ci_high": high, "note": "all pairs pooled: ignores the spread between processes"}
 
 
 def noise_summary(processes: Sequence[ProcessResult]) -> dict:

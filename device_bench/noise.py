@@ -24,7 +24,7 @@ HEAVY_LOAD_PER_CORE = 1.0
 @dataclass(frozen=True)
 class Snapshot:
     wall: float
-    cpu_jiffies: tuple[int, ...] | None  # /proc/stat "cpu" line: user nice system idle iowait irq softirq steal
+    cpu_jiffies: tuple[int, ...] | None  # /proc/stat "cpu": user nice system idle iowait irq softirq steal
     own_cpu_s: float
 
 

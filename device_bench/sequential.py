@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -32,11 +33,13 @@ from scipy.stats import t as student_t
 
 from .stats import StatsError
 
-__all__ = ["FIRST_LOOK", "LOOKS", "Interval", "SequentialTest", "decide", "look_index", "look_interval", "spent_alpha"]
+__all__ = ["FIRST_LOOK", "LOOKS", "Interval", "SequentialTest", "decide", "look_index", "look_interval",
+           "spent_alpha"]
 
 FIRST_LOOK = 5  # processes before the first look (a t interval from fewer is uselessly wide)
 LOOK_GROWTH = 1.5
 LOOKS = tuple(sorted({round(FIRST_LOOK * LOOK_GROWTH ** k) for k in range(24)}))  # 5, 8, 11, 17, 25, ...
+_LOOK_AT = {processes: index + 1 for index, processes in enumerate(LOOKS)}
 
 
 @dataclass(frozen=True)
@@ -61,10 +64,7 @@ def spent_alpha(look: int, alpha: float) -> float:
 
 def look_index(processes: int) -> int | None:
     """The look (1-based) that falls after ``processes`` processes, or None between looks."""
-    try:
-        return LOOKS.index(processes) + 1
-    except ValueError:
-        return None
+    return _LOOK_AT.get(processes)
 
 
 def look_interval(log_ratios: Sequence[float], look: int, alpha: float = 0.05) -> Interval:
@@ -80,9 +80,14 @@ def look_interval(log_ratios: Sequence[float], look: int, alpha: float = 0.05) -
         raise StatsError(f"alpha must be in (0, 1), received alpha={alpha!r}")
     level_alpha = spent_alpha(look, alpha)
     mean, spread = float(values.mean()), float(values.std(ddof=1))
-    half = float(student_t.ppf(1 - level_alpha / 2, values.size - 1)) * spread / math.sqrt(values.size)
+    half = _t_quantile(1 - level_alpha / 2, values.size - 1) * spread / math.sqrt(values.size)
     return Interval(math.exp(mean), math.exp(mean - half), math.exp(mean + half), int(values.size), look,
                     1 - level_alpha, spread)
+
+
+@lru_cache(maxsize=4096)
+def _t_quantile(level: float, df: int) -> float:
+    return float(student_t.ppf(level, df))
 
 
 def decide(low: float, high: float, threshold: float) -> str | None:

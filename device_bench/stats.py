@@ -184,7 +184,8 @@ def run_level_ratio_ci(a_runs: Sequence[Sequence[float]], b_runs: Sequence[Seque
     """
     if not a_runs or not b_runs:
         raise StatsError("each side needs at least one process of samples")
-    sides = [[_as_samples(run, name) for run in side] for name, side in (("a_runs", a_runs), ("b_runs", b_runs))]
+    sides = [[_as_samples(run, name) for run in side]
+             for name, side in (("a_runs", a_runs), ("b_runs", b_runs))]
     _check_confidence(confidence)
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 100:
         raise StatsError(f"n_boot must be an integer >= 100, received n_boot={n_boot!r}")
@@ -199,7 +200,7 @@ def run_level_ratio_ci(a_runs: Sequence[Sequence[float]], b_runs: Sequence[Seque
 
 
 def _two_level_medians(runs: list[np.ndarray], n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """Medians of ``n_boot`` two-level resamples (processes, then runs inside each), in memory-bound chunks."""
+    """Medians of ``n_boot`` two-level resamples (processes, then runs inside each), in bounded chunks."""
     sizes = np.array([run.size for run in runs])
     per_run = int(np.median(sizes))
     padded = np.zeros((len(runs), sizes.max()))

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from device_bench import stats
-from device_bench.compare import (CompareError, CompareSettings, compare, model_identity,
-                                  target_identity)
+from device_bench.compare import CompareError, CompareSettings, compare, model_identity, target_identity
 from device_bench.store import ResultStore, row_key
 from mnbench.cli import cli, main
 from mnbench.commands.compare import Fraction
@@ -23,7 +22,8 @@ OTHER_HOST = {**HOST, "cpu": "Intel Xeon 8272CL", "hostname": "runner-7"}
 
 def run(*args):
     """The real entry point with the new commands registered (the lead registers them in COMMANDS)."""
-    from mnbench.commands.compare import ab, compare as compare_command, report
+    from mnbench.commands.compare import ab, report
+    from mnbench.commands.compare import compare as compare_command
 
     for command in (compare_command, ab, report):
         cli.add_command(command)

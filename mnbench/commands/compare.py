@@ -134,9 +134,11 @@ def _print_comparison(result) -> None:
 @click.argument("model_a", type=click.Path(path_type=Path))
 @click.argument("model_b", type=click.Path(path_type=Path))
 @click.option("--target", default="host", show_default=True, help="'host' (a phone serial: not yet).")
-@click.option("--engine", type=click.Choice(["interleaved", "rounds"]), default="interleaved", show_default=True,
+@click.option("--engine", type=click.Choice(["interleaved", "rounds"]), default="interleaved",
+              show_default=True,
               help="'interleaved': A and B alternated at random inside fresh processes, sampling until the "
-                   "interval decides or --max-secs run out; 'rounds': the former fixed rounds of two processes.")
+                   "interval decides or --max-secs run out; 'rounds': the former fixed rounds of two "
+                   "processes.")
 @click.option("--max-secs", type=click.FloatRange(min=0, min_open=True), default=60, show_default=True,
               help="Time budget of the interleaved engine; undecided after it: 'noisy'.")
 @click.option("--seed", type=int, help="Seed of the interleaved engine's random orders (default: random).")
@@ -150,7 +152,8 @@ def _print_comparison(result) -> None:
               help="Minimum timed runs (interleaved: pairs) per process [rounds: 20, interleaved: 40].")
 @click.option("--min-secs", type=click.FloatRange(min=0),
               help="Minimum seconds of timed runs per process [rounds: 0.3, interleaved: 1.0].")
-@click.option("--warmup", type=click.IntRange(min=0), help="Warm-up runs per process [rounds: 1, interleaved: 3].")
+@click.option("--warmup", type=click.IntRange(min=0),
+              help="Warm-up runs per process [rounds: 1, interleaved: 3].")
 @click.option("--no-xnnpack", is_flag=True, help="Plain TFLite kernels instead of the XNNPACK delegate.")
 @click.option("--fail-on", type=FAIL_ON, default="regression", show_default=True,
               help="Exit 1 on a regression; 'noisy' also when undecided; 'never'.")
@@ -158,8 +161,8 @@ def _print_comparison(result) -> None:
               help="Write the Markdown section here ('-': stdout).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print a JSON object (verdict, ratio, ci_low, ci_high, processes or rounds, ...).")
-def ab(model_a, model_b, target, engine, max_secs, seed, rounds, threads, threshold, confidence, runs, min_secs,
-       warmup, no_xnnpack, fail_on, markdown_file, as_json) -> None:
+def ab(model_a, model_b, target, engine, max_secs, seed, rounds, threads, threshold, confidence, runs,
+       min_secs, warmup, no_xnnpack, fail_on, markdown_file, as_json) -> None:
     """Interleaved A/B latency test of MODEL_B against MODEL_A on one target; reports B/A."""
     from dataclasses import replace
 

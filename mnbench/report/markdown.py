@@ -100,8 +100,9 @@ def gate_markdown(result) -> str:
              f"A: `{result.model_a}` (sha256 `{str(result.sha256_a)[:12]}`); B: `{result.model_b}` (sha256 "
              f"`{str(result.sha256_b)[:12]}`)" + (", the same file: an A/A test" if same else "") + ".", "",
              f"{len(result.processes)} fresh processes in {result.seconds:.0f} s (budget "
-             f"{result.max_secs:.0f} s), A and B alternated at random inside each; {where}, {result.runtime}, "
-             f"{result.threads} thread(s), {result.delegate}. Between processes B/A varies by "
+             f"{result.max_secs:.0f} s), A and B alternated at random inside each; {where}, "
+             f"{result.runtime}, {result.threads} thread(s), {result.delegate}. Between processes B/A "
+             f"varies by "
              f"{result.spread:.1%}; inside them (all {within['pairs']} pairs pooled, which ignores that) "
              f"B/A = {within['ratio']:.3f}.", ""]
     rows = [[item.index, item.pairs, _ms(item.a_median_us), _ms(item.b_median_us), _num(item.ratio),
