@@ -25,7 +25,7 @@ from adb_shell.auth.keygen import keygen
 from adb_shell.auth.sign_pythonrsa import PythonRSASigner
 from adb_shell.transport.base_transport import BaseTransport
 
-from mnbench.errors import DeviceError
+from .errors import DeviceError
 
 from .errors import (CommandTimeout, ConnectionLost, DeviceNotFound, DeviceUnauthorized, ProtocolError,
                      TransferFailed)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from mnbench.errors import BenchError
+from .errors import BenchError
 
 from .android_run import DELEGATES, BenchSettings, ModelFile, result_row
 from .android_session import DeviceSession, RunResult

@@ -69,8 +69,8 @@ def open_transport(serial: str, *, server: AdbServer | None = None, **direct_opt
         try:
             return _direct_usb(serial, direct_options)
         except DeviceNotFound as error:
-            raise DeviceNotFound(f"{serial}: no adb server answers at {server.host}:{server.port}, and direct "
-                                 f"USB found nothing: {error}") from error
+            raise DeviceNotFound(f"{serial}: no adb server answers at {server.host}:{server.port}, and "
+                                 f"direct USB found nothing: {error}") from error
     known = ", ".join(f"{item.serial} ({item.state})" for item in listed) or "none"
     raise DeviceNotFound(f"{serial}: not listed by the adb server at {server.host}:{server.port} "
                          f"(it lists: {known})")

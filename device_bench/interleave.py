@@ -33,10 +33,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from mnbench.errors import BenchError
-
 from . import noise, sequential, stats
 from .ab import ABError, model_columns_checked
+from .errors import BenchError
 from .host import HostParams, host_description, run_pair_worker, runtime_version
 
 __all__ = ["GateResult", "GateSettings", "PAIR_PARAMS", "PairMeasurement", "ProcessResult", "hodges_lehmann",

@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from device_bench.op_profile import parse_op_profile
-from mnbench.errors import ToolOutputParseError
+from .errors import ToolOutputParseError
 
 ROW_KEYS = (
     "status", "error", "init_us", "first_us", "warmup_avg_us", "avg_us", "std_us", "min_us", "max_us",

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from mnbench.errors import MnbenchError
+from device_bench.errors import ModelFileError
 
 from device_bench import binary as binary_module
 from device_bench.adb_server import AdbServer
@@ -30,7 +30,7 @@ from device_bench.binary import BinaryUnavailable, Prebuilt, prebuilt_binary, us
 from device_bench.connect import open_transport
 from device_bench.store import COLUMN_NAMES, ResultStore
 from device_bench.transport import quote
-from mnbench.errors import BenchError
+from device_bench.errors import BenchError
 from tests.loopback_adb import fake_benchmark_model as fake
 from tests.loopback_adb.fixtures import FAKE_BENCHMARK, free_port, pids_with, wait_until_no_process
 
@@ -156,7 +156,7 @@ def test_devices_file_and_model_checks(tmp_path):
         load_models([one, two])
     junk = tmp_path / "junk.tflite"
     junk.write_bytes(b"\x1c\0\0\0TFL3" + b"\xff" * 64)
-    with pytest.raises(MnbenchError, match="not a readable .tflite model"):
+    with pytest.raises(ModelFileError, match="not a readable .tflite model"):
         load_models([junk])
     with pytest.raises(BenchError, match="no device"):
         benchmark_devices([" "], [one])
@@ -415,7 +415,9 @@ def test_cooldown_waits_for_the_hottest_zone_within_a_bound(loopback_device, adb
                             connect=connect)
     cooler.join()
     details = desc(run.rows[0])["run"]
-    assert 0.3 <= details["cooldown_wait_s"] < 5 and details["warnings"] == []
+    # The cooler fires 0.4 s after the call starts, and connecting may take most of that on a loaded machine:
+    # what shows the wait ended on cooling (not on the bound) is no warning and the cooled zone in the record.
+    assert 0 <= details["cooldown_wait_s"] < 5 and details["warnings"] == []
     assert details["temperatures_before"]["hottest_c"] == 39.5  # BIG cooled to 35, MID is the hottest now
 
 
