@@ -9,6 +9,7 @@ rows have no samples (``samples_file`` empty) and no ``p90_us``/``p99_us``/confi
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -22,8 +23,9 @@ from .errors import BenchError
 
 from .android_run import DELEGATES, BenchSettings, ModelFile, result_row
 from .android_session import DeviceSession, RunResult
-from .binary import BenchmarkBinary, user_binary
+from .binary import BinaryChoice
 from .connect import open_transport
+from .lab import LabDevice, read_devices_file
 from .provenance import model_columns, run_columns
 from .store import DEFAULT_ROOT, ResultStore
 from .transport import Transport
@@ -50,19 +52,6 @@ class AndroidRun:
         return [result for result in self.results if result.row["status"] != "ok"]
 
 
-def read_devices_file(path: Path) -> list[str]:
-    """Serials from a file, one per line; blank lines and ``#`` comments are skipped.
-
-    Raises:
-        BenchError: the file cannot be read.
-    """
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise BenchError(f"cannot read the devices file {path}: {error}") from None
-    return [line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()]
-
-
 def load_models(paths: Sequence[Path | ModelFile]) -> list[ModelFile]:
     """Model files with their result columns; the same file twice counts once.
 
@@ -82,21 +71,23 @@ def load_models(paths: Sequence[Path | ModelFile]) -> list[ModelFile]:
     return list(models.values())
 
 
-def benchmark_devices(serials: Sequence[str], models: Sequence[Path | ModelFile], *,
+def benchmark_devices(serials: Sequence[str | LabDevice], models: Sequence[Path | ModelFile], *,
                       threads: Sequence[int] = (1,), delegates: Sequence[str] = ("xnnpack",),
                       settings: BenchSettings | None = None, benchmark_binary: Path | None = None,
-                      results_root: Path = DEFAULT_ROOT,
+                      benchmark_sha256: str | None = None, results_root: Path = DEFAULT_ROOT,
                       connect: Callable[[str], Transport] = open_transport,
                       on_result: Callable[[RunResult], None] | None = None) -> AndroidRun:
     """Benchmark every (model, threads, delegate) on every device in parallel and store one run.
 
     Args:
-        serials: devices as ``adb devices`` lists them, or ``host:port``; duplicates count once.
+        serials: devices as ``adb devices`` lists them, or ``host:port``, or resolved lab devices
+            (:func:`device_bench.lab.select`: their adb server and labels); duplicates count once.
         models: .tflite files (or :class:`ModelFile`).
         threads: ``--num_threads`` values.
         delegates: from :data:`DELEGATES`.
         settings: run settings (defaults: :class:`BenchSettings`).
-        benchmark_binary: the user's benchmark_model build; None = the official prebuilt per ABI.
+        benchmark_binary: the user's benchmark_model build; None = Google's prebuilt for this LiteRT release.
+        benchmark_sha256: the sha256 the binary must have (the prebuilt's download, or the user's file).
         results_root: the results store's root.
         connect: opens a transport for a serial (tests pass key and timeout options).
         on_result: called from the worker threads after each run (progress output).
@@ -108,8 +99,10 @@ def benchmark_devices(serials: Sequence[str], models: Sequence[Path | ModelFile]
         BenchError: bad arguments (no device, no model, unknown delegate, missing binary file).
         ModelFileError: a model is not a .tflite file.
     """
-    serials = list(dict.fromkeys(serial.strip() for serial in serials if serial.strip()))
-    if not serials:
+    devices = [item if isinstance(item, LabDevice) else LabDevice(item.strip(), None, item.strip())
+               for item in serials if isinstance(item, LabDevice) or item.strip()]
+    devices = list({device.name: device for device in devices}.values())
+    if not devices:
         raise BenchError("no device: pass --serial SERIAL (see `mnbench devices`) or --devices-file")
     loaded = load_models(models)
     if not loaded:
@@ -120,13 +113,16 @@ def benchmark_devices(serials: Sequence[str], models: Sequence[Path | ModelFile]
     if not threads or min(threads) < 1:
         raise BenchError(f"threads must be >= 1, received {list(threads)}")
     settings = settings or BenchSettings()
-    binary: BenchmarkBinary | None = user_binary(benchmark_binary) if benchmark_binary else None
+    binary = BinaryChoice(benchmark_binary, benchmark_sha256)
+    binary.user()   # a missing or mismatching --benchmark-binary is an error before any phone is touched
     store = ResultStore(results_root)
     run_id = store.new_run_id()
     stop = threading.Event()
-    sessions = [DeviceSession(serial, run_id, loaded, list(dict.fromkeys(threads)),
-                              list(dict.fromkeys(delegates)), settings, binary, connect, stop, on_result)
-                for serial in serials]
+    sessions = [DeviceSession(device.serial, run_id, loaded, list(dict.fromkeys(threads)),
+                              list(dict.fromkeys(delegates)), settings, binary,
+                              functools.partial(connect, server=device.server) if device.server else connect,
+                              stop, on_result, target=device.name, about=device.about())
+                for device in devices]
     with ThreadPoolExecutor(max_workers=len(sessions), thread_name_prefix="mnbench-device") as pool:
         futures = [pool.submit(_run_safely, session) for session in sessions]
         try:
@@ -147,7 +143,7 @@ def _run_safely(session: DeviceSession) -> list[RunResult]:
     except Exception as error:  # noqa: BLE001 - reported in the rows and the log
         logger.exception("%s: unexpected error", session.serial)
         reason = f"internal error: {type(error).__name__}: {error}"
-        return [RunResult(result_row(run_id=session.run_id, serial=session.serial, model=model, threads=count,
+        return [RunResult(result_row(run_id=session.run_id, serial=session.target, model=model, threads=count,
                                      delegate=delegate, status="failed", error=reason, parsed=None,
                                      run_columns=run_columns(), desc={"serial": session.serial}))
                 for model, count, delegate in session.combos]
