@@ -18,8 +18,8 @@ Adaptive stopping: processes run until an interval of B/A lies entirely inside o
 (:mod:`device_bench.noise`) and an undecided verdict says in one line why.
 
 The runner is injected: ``PairRunner(model_a, model_b, threads, seed) -> PairMeasurement``; the host's
-runs a fresh LiteRT worker. A phone runner would time both models in one ``benchmark_model``-like process;
-``--target SERIAL`` is not implemented for this engine.
+runs a fresh LiteRT worker; the phone's (:func:`phone_pair_runner`) runs ``benchmark_model`` on A and on B,
+in a random order, one pair per "process" (the tool prints no per-run samples).
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from .errors import BenchError
 from .host import HostParams, host_description, run_pair_worker, runtime_version
 
 __all__ = ["GateResult", "GateSettings", "PAIR_PARAMS", "PairMeasurement", "ProcessResult", "hodges_lehmann",
-           "host_pair_runner", "noise_summary", "process_log_ratio", "run_gate", "why_noisy",
-           "within_process_interval"]
+           "host_pair_runner", "noise_summary", "phone_pair_runner", "process_log_ratio", "run_gate",
+           "why_noisy", "within_process_interval"]
 
 PAIR_PARAMS = HostParams(runs=40, min_secs=1.0, warmup=3, warmup_min_secs=0.1)  # per process, in pairs
 BLOCK = 3          # timed runs per model per pair (the fastest counts)
@@ -153,6 +153,35 @@ def host_pair_runner(params: HostParams = PAIR_PARAMS, block: int = BLOCK) -> Pa
     return measure
 
 
+def phone_pair_runner(serial: str, delegate: str, settings, benchmark_binary: Path | None, results_root: Path,
+                      connect=None) -> PairRunner:
+    """A/B on a phone: each "process" is one ``benchmark_model`` run of A and one of B, back to back, in a
+    random order (``android.benchmark_devices``, so pinning, cool-down and checks are the device command's).
+
+    ``benchmark_model`` prints no per-run samples, so each process gives one pair: each run's median (its
+    average on builds that print no median). The runs are stored under ``results_root``.
+    """
+    from .android import benchmark_devices
+
+    def measure(model_a: Path, model_b: Path, threads: int, seed: int) -> PairMeasurement:
+        if Path(model_a).name == Path(model_b).name:
+            raise ABError("on a phone A and B need different file names (copy one of them for an A/A test)")
+        a_first = bool(np.random.default_rng(seed).integers(2))
+        order = [model_a, model_b] if a_first else [model_b, model_a]
+        options = {"connect": connect} if connect is not None else {}
+        run = benchmark_devices([serial], order, threads=[threads], delegates=[delegate], settings=settings,
+                                benchmark_binary=benchmark_binary, results_root=results_root, **options)
+        figures = {}
+        for row in run.rows:
+            value = row.get("median_us") if row.get("median_us") is not None else row.get("avg_us")
+            if row["status"] != "ok" or value is None:
+                raise BenchError(f"{serial}: {row['model']}: {row.get('error') or 'no median or average'}")
+            figures[row["model"]] = float(value)
+        return PairMeasurement((figures[Path(model_a).name],), (figures[Path(model_b).name],), (a_first,))
+
+    return measure
+
+
 def process_log_ratio(measured: PairMeasurement) -> float:
     """``d = log(B/A)`` of one process: the mean over both orders of the paired log ratios' Hodges-Lehmann.
 
@@ -187,9 +216,7 @@ def run_gate(model_a: Path, model_b: Path, settings: GateSettings = GateSettings
         BenchError: a measurement failed.
     """
     if runner is None and target != "host":
-        raise ABError(f"the interleaved A/B engine runs on the host only (--target host); --target "
-                      f"{target} is not implemented: measure each model with `mnbench device` and use "
-                      "`mnbench compare`")
+        raise ABError(f"a phone target (--target {target}) needs its runner (phone_pair_runner)")
     columns = [model_columns_checked(Path(model)) for model in (model_a, model_b)]
     runner = runner or host_pair_runner(settings.params)
     seeds = np.random.default_rng(settings.seed)
@@ -205,12 +232,13 @@ def run_gate(model_a: Path, model_b: Path, settings: GateSettings = GateSettings
         before, began = noise.snapshot(), clock()
         measured = runner(Path(model_a), Path(model_b), settings.threads, int(seeds.integers(2 ** 31)))
         busy = noise.between(before, noise.snapshot())
+        busy_words = noise.heavy(busy) if target == "host" else None  # the host's load, not the phone's
         log_ratio = process_log_ratio(measured)
         measured_all.append(measured)
         processes.append(ProcessResult(len(processes) + 1, len(measured.a_us),
                                        float(np.median(measured.a_us)), float(np.median(measured.b_us)),
                                        math.exp(log_ratio), clock() - began, busy.as_dict(),
-                                       noise.heavy(busy)))
+                                       busy_words))
         interval = test.add(log_ratio)
         if on_process:
             on_process(processes[-1], interval)

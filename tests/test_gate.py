@@ -191,9 +191,37 @@ def test_ab_cli_interleaved_engine_end_to_end(small_and_big):
 
 def test_ab_cli_bad_input_is_one_line_exit_2(small_and_big, tmp_path):
     cases = [([str(tmp_path / "missing.tflite"), str(small_and_big[0])], "does not exist"),
-             ([str(small_and_big[0])] * 2 + ["--target", "8A1X0"], "not implemented"),
              ([str(small_and_big[0])] * 2 + ["--max-secs", "0"], "max-secs"),
              ([str(small_and_big[0])] * 2 + ["--engine", "magic"], "magic")]
     for args, message in cases:
         code, out, err = run("ab", *args)
         assert code == 2 and out == "" and err.count("\n") == 1 and message in err, (args, err)
+
+
+def test_phone_target_alternates_the_two_models_on_the_loopback_device(small_and_big, loopback_device,
+                                                                       adb_key, tmp_path):
+    """`--target SERIAL`: benchmark_model runs of A and B in random order on the (loopback) phone."""
+    from tests.loopback_adb.fixtures import FAKE_BENCHMARK
+    import shutil
+
+    from tests.test_device_run import FAST, direct_connect
+
+    from device_bench.interleave import phone_pair_runner
+
+    model_a, model_b = tmp_path / "a.tflite", tmp_path / "b.tflite"
+    shutil.copy(small_and_big[0], model_a)
+    shutil.copy(small_and_big[1], model_b)
+    runner = phone_pair_runner(loopback_device.serial, "cpu", FAST, FAKE_BENCHMARK, tmp_path / "runs",
+                               connect=direct_connect(adb_key))
+    result = run_gate(model_a, model_b, GateSettings(threshold=0.05, seed=3), loopback_device.serial, runner)
+    calls = [json.loads(line)["argv"][0] for line in
+             loopback_device.host_path("/.loopback/fake_benchmark_calls.jsonl").read_text().splitlines()]
+    firsts = [calls[i].endswith("/a.tflite") for i in range(0, len(calls), 2)]
+    assert len(calls) == 2 * len(result.processes) >= 2 * sequential.FIRST_LOOK
+    assert {calls[i].rsplit("/", 1)[1] for i in range(len(calls))} == {"a.tflite", "b.tflite"}
+    assert any(firsts) and not all(firsts)  # both orders ran
+    # the fake tool reports the same figures for every model: B/A is exactly 1
+    assert result.ratio == 1.0 and result.verdict == "unchanged" and result.target == loopback_device.serial
+    assert all(item.heavy is None for item in result.processes)  # the host's load is not the phone's
+    with pytest.raises(Exception, match="different file names"):
+        run_gate(model_a, model_a, GateSettings(), loopback_device.serial, runner)

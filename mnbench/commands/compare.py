@@ -133,7 +133,13 @@ def _print_comparison(result) -> None:
 @click.command()
 @click.argument("model_a", type=click.Path(path_type=Path))
 @click.argument("model_b", type=click.Path(path_type=Path))
-@click.option("--target", default="host", show_default=True, help="'host' (a phone serial: not yet).")
+@click.option("--target", default="host", show_default=True,
+              help="'host', or a phone serial (interleaved engine: benchmark_model runs of A and B in random "
+                   "order, stored under --results).")
+@click.option("--benchmark-binary", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="Phone target: your benchmark_model build (default: Google's prebuilt).")
+@click.option("--results", "results_dir", type=click.Path(path_type=Path), default=Path("results/runs"),
+              show_default=True, help="Phone target: store folder for the runs.")
 @click.option("--engine", type=click.Choice(["interleaved", "rounds"]), default="interleaved",
               show_default=True,
               help="'interleaved': A and B alternated at random inside fresh processes, sampling until the "
@@ -161,8 +167,8 @@ def _print_comparison(result) -> None:
               help="Write the Markdown section here ('-': stdout).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print a JSON object (verdict, ratio, ci_low, ci_high, processes or rounds, ...).")
-def ab(model_a, model_b, target, engine, max_secs, seed, rounds, threads, threshold, confidence, runs,
-       min_secs, warmup, no_xnnpack, fail_on, markdown_file, as_json) -> None:
+def ab(model_a, model_b, target, benchmark_binary, results_dir, engine, max_secs, seed, rounds, threads,
+       threshold, confidence, runs, min_secs, warmup, no_xnnpack, fail_on, markdown_file, as_json) -> None:
     """Interleaved A/B latency test of MODEL_B against MODEL_A on one target; reports B/A."""
     from dataclasses import replace
 
@@ -178,8 +184,16 @@ def ab(model_a, model_b, target, engine, max_secs, seed, rounds, threads, thresh
     params = replace(defaults, xnnpack=not no_xnnpack, **{k: v for k, v in given.items() if v is not None})
     if engine == "interleaved":
         settings = interleave.GateSettings(threshold, confidence, max_secs, threads, params, seed)
+        runner = None
+        if target != "host":
+            from device_bench.android_run import BenchSettings
+
+            phone = BenchSettings(**{key: value for key, value in (
+                ("num_runs", runs), ("min_secs", min_secs), ("warmup_runs", warmup)) if value is not None})
+            runner = interleave.phone_pair_runner(target, "cpu" if no_xnnpack else "xnnpack", phone,
+                                                  benchmark_binary, results_dir)
         with tqdm(total=None, desc="ab", unit="process", disable=as_json or None, leave=False) as bar:
-            result = interleave.run_gate(model_a, model_b, settings, target,
+            result = interleave.run_gate(model_a, model_b, settings, target, runner=runner,
                                          on_process=lambda item, interval: bar.update())
         markdown, printer = gate_markdown(result), _print_gate
     else:
