@@ -45,7 +45,7 @@ def test_adapt_meets_a_host_budget_and_its_output_exports(shapes, tmp_path, adb_
     out = tmp_path / "adapted"
     code, stdout, stderr = run("adapt", "--version", "v3-small", "--alpha", "0.35", "--resolution", "32",
                                "--data", str(shapes), "--budget-ratio", "0.85", "--quant", "fp32",
-                               "--step", "0.1",
+                               "--step", "0.2",
                                "--short-steps", "1", "--max-proposals", "2", "--long-epochs", "1",
                                "--batch-size", "16", "--lut-cache", str(tmp_path / "lut"), "--out", str(out),
                                "--quiet")
