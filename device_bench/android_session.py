@@ -128,7 +128,8 @@ class DeviceSession:
             completed = self.transport.shell(command, self.settings.run_timeout_s)
             log, returncode = completed.stdout + completed.stderr, completed.returncode
             status, error, parsed, warnings = judge_run(log, returncode, delegate,
-                                                        self.settings.strict_delegation)
+                                                        self.settings.strict_delegation, graph=remote,
+                                                        threads=threads)
         except CommandTimeout:
             status, error, parsed, warnings = "failed", (
                 f"timed out after {self.settings.run_timeout_s:g} s; benchmark_model was stopped"), None, []

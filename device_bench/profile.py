@@ -34,9 +34,15 @@ _BLOCK_ALIASES = {"rescale": "stem", "flatten": "logits", "predictions": "logits
 
 
 def _tree(data: bytes):
+    """The model as flatbuffer objects; a truncated or corrupt file is a ModelFileError, not a crash."""
     from ai_edge_litert.tools import flatbuffer_utils
 
-    return flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+    from export.tflite_file import ModelFileError
+
+    try:
+        return flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+    except Exception as error:  # flatbuffers raises struct.error, IndexError, ... on corrupt input
+        raise ModelFileError(f"corrupt .tflite model: {type(error).__name__}: {error}") from None
 
 
 def _op_name(tree, op) -> str:
@@ -277,11 +283,13 @@ def profile(model: Path, by: str = "block", threads: int = 1,
     """
     import statistics
 
-    from export.tflite_file import read_bytes
+    from export.tflite_file import open_interpreter, read_bytes
 
     if by not in ("op", "layer", "block"):
         raise BenchError(f"--by must be op, layer or block, got {by!r}")
-    tree = _tree(read_bytes(model))
+    data = read_bytes(model)
+    open_interpreter(data)  # a model LiteRT cannot load fails here, with LiteRT's reason
+    tree = _tree(data)
     operators = tree.subgraphs[0].operators
     if by == "op":
         chains = layers(tree)

@@ -34,9 +34,15 @@ def _enum_names(enum_class) -> dict[int, str]:
 
 def read_bytes(path: Path) -> bytes:
     path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{path} is a folder, not a .tflite model file")
     if not path.is_file():
-        raise ModelFileError(f"model file {path} does not exist")
-    data = path.read_bytes()
+        what = "does not exist" if not path.exists() else "is not a regular file"
+        raise ModelFileError(f"model file {path} {what}")
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ModelFileError(f"cannot read model file {path}: {error.strerror or error}") from None
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise ModelFileError(f"{path} is not a .tflite model (no TFL3 identifier)")
     return data
