@@ -13,19 +13,19 @@ import json
 import logging
 import re
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from mnbench.errors import BenchError
+from mnbench.errors import BenchError, MnbenchError
 
 from .android_run import DELEGATES, BenchSettings, ModelFile, result_row
 from .android_session import DeviceSession, RunResult
 from .binary import BenchmarkBinary, user_binary
 from .connect import open_transport
+from .errors import UnknownSerial
 from .provenance import model_columns, run_columns
-from .store import DEFAULT_ROOT, ResultStore
+from .store import DEFAULT_ROOT, ResultStore, RunWriter, row_key
 from .transport import Transport
 
 logger = logging.getLogger(__name__)
@@ -63,6 +63,27 @@ def read_devices_file(path: Path) -> list[str]:
     return [line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()]
 
 
+def reach_devices(serials: Sequence[str], connect: Callable[[str], Transport] = open_transport
+                  ) -> list[MnbenchError]:
+    """Connect to every device once, before anything is exported or pushed.
+
+    Returns:
+        Why each device that cannot be used now (unauthorized, offline, ...) failed; its runs would fail so.
+
+    Raises:
+        UnknownSerial: no adb server or USB phone has one of the serials (a typo, an unplugged phone).
+    """
+    failures: list[MnbenchError] = []
+    for serial in dict.fromkeys(serials):
+        try:
+            connect(serial).close()
+        except UnknownSerial:
+            raise
+        except MnbenchError as error:
+            failures.append(error)
+    return failures
+
+
 def load_models(paths: Sequence[Path | ModelFile]) -> list[ModelFile]:
     """Model files with their result columns; the same file twice counts once.
 
@@ -87,7 +108,8 @@ def benchmark_devices(serials: Sequence[str], models: Sequence[Path | ModelFile]
                       settings: BenchSettings | None = None, benchmark_binary: Path | None = None,
                       results_root: Path = DEFAULT_ROOT,
                       connect: Callable[[str], Transport] = open_transport,
-                      on_result: Callable[[RunResult], None] | None = None) -> AndroidRun:
+                      on_result: Callable[[RunResult], None] | None = None,
+                      on_interrupt: Callable[[str], None] = logger.warning) -> AndroidRun:
     """Benchmark every (model, threads, delegate) on every device in parallel and store one run.
 
     Args:
@@ -99,7 +121,12 @@ def benchmark_devices(serials: Sequence[str], models: Sequence[Path | ModelFile]
         benchmark_binary: the user's benchmark_model build; None = the official prebuilt per ABI.
         results_root: the results store's root.
         connect: opens a transport for a serial (tests pass key and timeout options).
-        on_result: called from the worker threads after each run (progress output).
+        on_result: called from the worker threads after each run (progress output), once it is stored.
+        on_interrupt: told, at the first Ctrl-C, what is being stopped and where the results are.
+
+    Every run is stored as it finishes. At the first Ctrl-C the running benchmarks are stopped, the devices
+    cleaned up and the rest of the runs stored as failed ("interrupted"); a second Ctrl-C quits at once,
+    keeping what was already stored.
 
     Returns:
         The stored run; failed runs are in it with their reason.
@@ -107,6 +134,7 @@ def benchmark_devices(serials: Sequence[str], models: Sequence[Path | ModelFile]
     Raises:
         BenchError: bad arguments (no device, no model, unknown delegate, missing binary file).
         ModelFileError: a model is not a .tflite file.
+        StoreError: the results store cannot be written (checked before any device is reached).
     """
     serials = list(dict.fromkeys(serial.strip() for serial in serials if serial.strip()))
     if not serials:
@@ -123,21 +151,57 @@ def benchmark_devices(serials: Sequence[str], models: Sequence[Path | ModelFile]
     binary: BenchmarkBinary | None = user_binary(benchmark_binary) if benchmark_binary else None
     store = ResultStore(results_root)
     run_id = store.new_run_id()
+    saved = _Saver(store.writer(run_id), on_result)  # checks the store before anything runs
     stop = threading.Event()
+    problems = {model.name: problem for model in loaded if (problem := local_problem(model))}
     sessions = [DeviceSession(serial, run_id, loaded, list(dict.fromkeys(threads)),
-                              list(dict.fromkeys(delegates)), settings, binary, connect, stop, on_result)
+                              list(dict.fromkeys(delegates)), settings, binary, connect, stop, saved.add,
+                              problems)
                 for serial in serials]
-    with ThreadPoolExecutor(max_workers=len(sessions), thread_name_prefix="mnbench-device") as pool:
-        futures = [pool.submit(_run_safely, session) for session in sessions]
-        try:
-            per_device = [future.result() for future in futures]
-        except KeyboardInterrupt:
-            stop.set()  # workers finish their current run, clean up, and fail the rest as interrupted
-            per_device = [future.result() for future in futures]
-            _store(store, run_id, per_device)
-            raise
-    results = [result for device_results in per_device for result in device_results]
-    return AndroidRun(run_id, _store(store, run_id, per_device), results)
+    per_device: list[list[RunResult] | None] = [None] * len(sessions)
+
+    def work(index: int) -> None:
+        per_device[index] = _run_safely(sessions[index])
+
+    workers = [threading.Thread(target=work, args=(index,), name=f"mnbench-device-{index}", daemon=True)
+               for index in range(len(sessions))]  # daemon: a second Ctrl-C quits without waiting
+    for worker in workers:
+        worker.start()
+    try:
+        _join(workers)
+    except KeyboardInterrupt:
+        stop.set()  # workers stop their running benchmark, clean up, and fail the rest as interrupted
+        running = [f"{session.serial} ({session.current})" for session in sessions if session.current]
+        on_interrupt(f"interrupted: stopping the benchmark running on {', '.join(running) or 'no device'}; "
+                     f"finished runs are stored in {saved.writer.path} (Ctrl-C again to quit at once)")
+        for session in sessions:
+            threading.Thread(target=session.interrupt, daemon=True).start()
+        _join(workers)
+        saved.finish([result for results in per_device for result in results or []])
+        raise
+    results = [result for device_results in per_device for result in device_results or []]
+    return AndroidRun(run_id, saved.finish(results), results)
+
+
+def local_problem(model: ModelFile) -> str | None:
+    """Why LiteRT on this host cannot load a model (so the phone would not either), or None.
+
+    Cheap next to a push and a failed run on the phone: a truncated, bit-flipped or foreign file fails its
+    runs here with LiteRT's reason.
+    """
+    from export.tflite_file import ModelFileError, open_interpreter, read_bytes
+
+    try:
+        open_interpreter(read_bytes(model.path))
+    except ModelFileError as error:
+        return f"not run: {error}"
+    return None
+
+
+def _join(workers: list[threading.Thread]) -> None:
+    for worker in workers:
+        while worker.is_alive():
+            worker.join(0.2)  # short waits: Ctrl-C reaches the main thread at once
 
 
 def _run_safely(session: DeviceSession) -> list[RunResult]:
@@ -153,20 +217,45 @@ def _run_safely(session: DeviceSession) -> list[RunResult]:
                 for model, count, delegate in session.combos]
 
 
-def _store(store: ResultStore, run_id: str, per_device: list[list[RunResult]]) -> Path:
-    results = [result for results in per_device for result in results]
-    raw_logs, names = {}, set()
-    for result in results:
-        if result.raw_log is not None:
-            name = _log_name(result.row, names)
-            raw_logs[name] = result.raw_log
-            desc = json.loads(result.row["target_desc"])
-            desc.setdefault("run", {})["raw_log"] = f"raw/{name}.txt"
-            result.row["target_desc"] = json.dumps(desc, sort_keys=True, default=str)
-    try:
-        return store.write_run(run_id, [result.row for result in results], {}, raw_logs)
-    except OSError as error:
-        raise BenchError(f"cannot write the results of run {run_id} to {store.root}: {error}") from error
+class _Saver:
+    """Stores each run as it finishes (from the worker threads), so an interruption loses none of them."""
+
+    def __init__(self, writer: RunWriter, on_result: Callable[[RunResult], None] | None) -> None:
+        self.writer, self.on_result = writer, on_result
+        self._lock = threading.Lock()
+        self._log_names: dict[str, str] = {}  # row key -> raw log name, stable across rewrites
+        self.error: str | None = None
+
+    def add(self, result: RunResult) -> None:
+        with self._lock:
+            try:
+                self._put([result])
+            except OSError as error:  # keep measuring; finish() tries again and reports it
+                self.error = f"{error.strerror or error}"
+                logger.warning("cannot store a result in %s: %s", self.writer.path, self.error)
+        if self.on_result is not None:
+            self.on_result(result)
+
+    def finish(self, results: list[RunResult]) -> Path:
+        """Store every result in its final form; returns the run folder."""
+        with self._lock:
+            try:
+                return self._put(results)
+            except OSError as error:
+                raise BenchError(f"cannot write the results of run {self.writer.run_id} to "
+                                 f"{self.writer.root}: {error.strerror or error}") from error
+
+    def _put(self, results: list[RunResult]) -> Path:
+        raw_logs = {}
+        for result in results:
+            if result.raw_log is not None:
+                key = row_key(result.row)
+                name = self._log_names.setdefault(key, _log_name(result.row, set(self._log_names.values())))
+                raw_logs[name] = result.raw_log
+                desc = json.loads(result.row["target_desc"])
+                desc.setdefault("run", {})["raw_log"] = f"raw/{name}.txt"
+                result.row["target_desc"] = json.dumps(desc, sort_keys=True, default=str)
+        return self.writer.put([result.row for result in results], {}, raw_logs)
 
 
 def _log_name(row: dict, taken: set[str]) -> str:

@@ -43,12 +43,17 @@ FAULT_MODES = ("nonzero", "crash", "garbage", "truncated", "hang")
 
 # ------------------------------------------------------------------------------------------- helpers
 def tiny_model(path: Path, padding_bytes: int = 0, sidecar: bool = False) -> Path:
-    """A valid, empty .tflite flatbuffer (the fake tool never runs it), optionally padded, with a sidecar."""
+    """A valid .tflite model that LiteRT loads (one tensor, no operator; the fake tool never runs it),
+    optionally padded, with a sidecar."""
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils
 
+    tensor = schema.TensorT()
+    tensor.shape, tensor.type, tensor.buffer, tensor.name = [1], schema.TensorType.FLOAT32, 0, b"x"
+    graph = schema.SubGraphT()
+    graph.tensors, graph.inputs, graph.outputs, graph.operators = [tensor], [0], [0], []
     model = schema.ModelT()
-    model.version, model.subgraphs, model.buffers = 3, [schema.SubGraphT()], [schema.BufferT()]
+    model.version, model.subgraphs, model.buffers = 3, [graph], [schema.BufferT()]
     data = bytes(flatbuffer_utils.convert_object_to_bytearray(model)) + os.urandom(padding_bytes)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
@@ -406,7 +411,17 @@ def test_cooldown_waits_for_the_hottest_zone_within_a_bound(loopback_device, adb
     assert details["warnings"] == ["still 41 °C in thermal zone 0 (BIG) after cooling down for "
                                    f"{details['cooldown_wait_s']:.1f} s (target: below 40 °C)"]
     zone = loopback_device.host_path("/sys/class/thermal/thermal_zone0/temp")
-    cooler = threading.Timer(0.4, lambda: zone.write_text("35000\n"))
+    reads_before = len([e for e in loopback_device.events("spawn") if "thermal_zone" in e["command"]])
+
+    def cool_after_the_wait_began() -> None:  # 0.4 s after the second run's cool-down starts reading
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(
+                [e for e in loopback_device.events("spawn") if "thermal_zone" in e["command"]]) < reads_before + 2:
+            time.sleep(0.02)
+        time.sleep(0.4)
+        zone.write_text("35000\n")
+
+    cooler = threading.Thread(target=cool_after_the_wait_began)
     cooler.start()
     patient = BenchSettings(num_runs=3, min_secs=0, cooldown_below_c=40, cooldown_max_wait_s=20,
                             cooldown_poll_s=0.05)

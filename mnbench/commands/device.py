@@ -83,7 +83,8 @@ def device(models, serials, devices_file, threads, delegates, benchmark_binary, 
            min_secs, warmup_runs, run_timeout_s, cooldown_below, cooldown_max_wait, strict_delegation,
            results_root, as_json) -> None:
     """Run benchmark_model on Android phones over ADB (pinned to the big cores) and store the results."""
-    from device_bench.android import BenchSettings, benchmark_devices, read_devices_file
+    from device_bench.android import (BenchSettings, benchmark_devices, load_models, reach_devices,
+                                      read_devices_file)
 
     serials = list(serials) + (read_devices_file(devices_file) if devices_file else [])
     if not serials:
@@ -92,9 +93,14 @@ def device(models, serials, devices_file, threads, delegates, benchmark_binary, 
                              op_profile=op_profile, run_timeout_s=run_timeout_s,
                              cooldown_below_c=cooldown_below, cooldown_max_wait_s=cooldown_max_wait,
                              strict_delegation=strict_delegation)
-    run = benchmark_devices(serials, list(models) or canonical_models(), threads=threads, delegates=delegates,
+    loaded = load_models(models)  # the cheap local checks first
+    unusable = reach_devices(serials)  # before any export or push: a wrong serial fails now, in one line
+    if not loaded and len(unusable) == len(set(serials)):
+        raise unusable[0]  # no device to export the canonical models for
+    run = benchmark_devices(serials, loaded or canonical_models(), threads=threads, delegates=delegates,
                             settings=settings, benchmark_binary=benchmark_binary, results_root=results_root,
-                            on_result=None if as_json else _progress)
+                            on_result=None if as_json else _progress,
+                            on_interrupt=lambda message: click.echo(f"mnbench: {message}", err=True))
     if as_json:
         echo_json(run.rows)
     else:
