@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -158,7 +159,7 @@ def benchmark_devices(serials: Sequence[str], models: Sequence[Path | ModelFile]
                               list(dict.fromkeys(delegates)), settings, binary, connect, stop, saved.add,
                               problems)
                 for serial in serials]
-    per_device: list[list[RunResult] | None] = [None] * len(sessions)
+    per_device: list[list[RunResult] | None] = [None] * len(sessions)  # set when a worker is done
 
     def work(index: int) -> None:
         per_device[index] = _run_safely(sessions[index])
@@ -168,7 +169,7 @@ def benchmark_devices(serials: Sequence[str], models: Sequence[Path | ModelFile]
     for worker in workers:
         worker.start()
     try:
-        _join(workers)
+        _wait(per_device)
     except KeyboardInterrupt:
         stop.set()  # workers stop their running benchmark, clean up, and fail the rest as interrupted
         running = [f"{session.serial} ({session.current})" for session in sessions if session.current]
@@ -176,7 +177,7 @@ def benchmark_devices(serials: Sequence[str], models: Sequence[Path | ModelFile]
                      f"finished runs are stored in {saved.writer.path} (Ctrl-C again to quit at once)")
         for session in sessions:
             threading.Thread(target=session.interrupt, daemon=True).start()
-        _join(workers)
+        _wait(per_device)
         saved.finish([result for results in per_device for result in results or []])
         raise
     results = [result for device_results in per_device for result in device_results or []]
@@ -198,10 +199,11 @@ def local_problem(model: ModelFile) -> str | None:
     return None
 
 
-def _join(workers: list[threading.Thread]) -> None:
-    for worker in workers:
-        while worker.is_alive():
-            worker.join(0.2)  # short waits: Ctrl-C reaches the main thread at once
+def _wait(per_device: list) -> None:
+    """Wait until every worker has stored its results. Polls rather than ``Thread.join``: a join that
+    Ctrl-C interrupts can leave the thread looking finished while it still runs (seen on CPython 3.11)."""
+    while any(results is None for results in per_device):
+        time.sleep(0.1)
 
 
 def _run_safely(session: DeviceSession) -> list[RunResult]:

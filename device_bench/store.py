@@ -258,6 +258,8 @@ class RunWriter:
 
 def _check_writable(root: Path) -> None:
     """Create ``root`` and write a small file in it, so a store that cannot take results fails first."""
+    if root.exists() and not root.is_dir():
+        raise StoreError(f"cannot store results in {root}: it is a file, not a folder")
     try:
         root.mkdir(parents=True, exist_ok=True)
         handle, probe = tempfile.mkstemp(dir=root, prefix=".write-check-")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -85,8 +84,8 @@ def read_metadata(data: bytes) -> dict | None:
             if entry.Name() and entry.Name().decode() == METADATA_KEY:
                 raw = model.Buffers(entry.Buffer()).DataAsNumpy()
                 return json.loads(bytes(raw).decode())
-    except (struct.error, IndexError, ValueError, UnicodeDecodeError) as error:
-        raise ModelFileError(f"not a readable .tflite model: {error}") from None
+    except Exception as error:  # flatbuffers raises struct.error, IndexError, TypeError, ... on corrupt input
+        raise ModelFileError(f"not a readable .tflite model: {type(error).__name__}: {error}") from None
     return None
 
 
