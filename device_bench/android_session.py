@@ -146,12 +146,13 @@ class DeviceSession:
                 f"timed out after {self.settings.run_timeout_s:g} s; benchmark_model was stopped"), None, []
             self._kill_leftovers()
         except _Interrupted:
-            status, error, parsed, warnings = "failed", "interrupted (Ctrl-C): benchmark_model was stopped", None, []
+            status, error, parsed, warnings = "failed", "interrupted (Ctrl-C): benchmark_model was stopped", \
+                None, []
         except MnbenchError as lost:
-            if self.stop.is_set():
-                status, error, parsed, warnings = "failed", f"interrupted (Ctrl-C) during the run: {lost}", None, []
-            else:
-                status, error, parsed, warnings = "failed", f"connection lost during the run: {lost}", None, []
+            why = "interrupted (Ctrl-C) during the run" if self.stop.is_set() else \
+                "connection lost during the run"
+            status, error, parsed, warnings = "failed", f"{why}: {lost}", None, []
+            if not self.stop.is_set():
                 self._probe(lost)
         finally:
             self.current = None
@@ -217,7 +218,8 @@ class DeviceSession:
         try:
             transport = self.connect(self.serial)
         except MnbenchError as error:
-            logger.warning("%s: cannot reach the device to stop the running benchmark: %s", self.serial, error)
+            logger.warning("%s: cannot reach the device to stop the running benchmark: %s", self.serial,
+                           error)
             return
         try:
             self._kill_leftovers(transport)

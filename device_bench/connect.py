@@ -76,12 +76,13 @@ def open_transport(serial: str, *, server: AdbServer | None = None, **direct_opt
                                 f"`mnbench devices` lists what is reachable") from error
         except DeviceError as error:  # direct USB is not available here: we cannot look on USB at all
             raise UnknownSerial(f"no adb server or USB phone has serial {serial!r}: no adb server answers at "
-                                f"{server.host}:{server.port} (start one with `adb start-server`), and direct "
-                                f"USB is unavailable here ({error}); `mnbench devices` lists what is "
+                                f"{server.host}:{server.port} (start one with `adb start-server`), and "
+                                f"direct USB is unavailable here ({error}); `mnbench devices` lists what is "
                                 "reachable") from error
     known = ", ".join(f"{item.serial} ({item.state})" for item in listed) or "none"
     raise UnknownSerial(f"no adb server or USB phone has serial {serial!r}: the adb server at "
-                        f"{server.host}:{server.port} lists {known}; `mnbench devices` lists what is reachable")
+                        f"{server.host}:{server.port} lists {known}; `mnbench devices` lists what is "
+                        "reachable")
 
 
 def _through_server(entry: DeviceEntry, server: AdbServer) -> Transport:

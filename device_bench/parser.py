@@ -64,14 +64,17 @@ _SESSION_RE = re.compile(r"Initialized session in (?P<ms>\S+?)ms\.?$")
 _MEMORY_RE = re.compile(
     r"(?P<kind>Peak memory footprint|Memory footprint delta from the start of the tool) \(MB\):(?P<rest>.*)")
 _PEAK_RE = re.compile(r"Overall peak memory footprint \(MB\) via periodic monitoring: (?P<value>\S+)")
-_PARAM_RES = {"num_threads": re.compile(r"(?:Num threads|#threads used for CPU inference): \[(-?\d+)\]$", re.ASCII),
+_PARAM_RES = {"num_threads": re.compile(r"(?:Num threads|#threads used for CPU inference): \[(-?\d+)\]$",
+                                        re.ASCII),
               "graph": re.compile(r"Graph: \[(.+)\]$|(?:Loaded model|Loading model from:) (.+)$")}
 _LITERT_MARK_RE = re.compile(r"BENCHMARK RESULTS|benchmark_litert_model|LiteRT environment")
 _REPLACING_RE = re.compile(
     r"Replacing (?P<nodes>\d+) (?:out of (?P<total>\d+) )?node\(s\) with delegate \((?P<name>[^)]*)\) node"
-    r"(?:, yielding (?P<parts>\d+) partitions?)?(?: for (?:subgraph (?P<subgraph>\d+)|the whole graph))?", re.ASCII)
+    r"(?:, yielding (?P<parts>\d+) partitions?)?(?: for (?:subgraph (?P<subgraph>\d+)|the whole graph))?",
+    re.ASCII)
 _EXPLICIT_RE = re.compile(r"Explicitly applied (?P<name>\S+) delegate, and the model graph will be "
-                          r"(?P<how>\w+) executed by the delegate(?: w/ (?P<kernels>\d+) delegate kernels)?", re.ASCII)
+                          r"(?P<how>\w+) executed by the delegate(?: w/ (?P<kernels>\d+) delegate kernels)?",
+                          re.ASCII)
 _UNUSED_RE = re.compile(r"Though (?P<name>\S+) delegate is explicitly applied, the model graph will not be")
 _XNNPACK_CREATED = "Created TensorFlow Lite XNNPACK delegate for CPU."
 _DEFAULT_FAILED = "Ignoring failed application of the default TensorFlow Lite delegate"
@@ -182,8 +185,9 @@ def parse_run(text: str) -> dict:
         [line.text for line in lines if not line.cut])
     row["warnings"] = warnings + profile_warnings
     row["tool_format"] = _tool_format(text, lines, summary_era or memory_era)
-    row["status"], row["error"] = _status(error or impossible_stat or _impossible(row), summary is not None or block is not None,
-                                          row["avg_us"])
+    has_summary = summary is not None or block is not None
+    error = error or impossible_stat or _impossible(row)
+    row["status"], row["error"] = _status(error, has_summary, row["avg_us"])
     return row
 
 
@@ -198,13 +202,16 @@ def _lines(text: str) -> tuple[list[_Line], list[str]]:
     lines, warnings = [], []
     for index, raw in enumerate(raw_lines):
         capped = len(raw) > MAX_LINE_CHARS
+        mid_word = capped and not (raw[MAX_LINE_CHARS - 1].isspace() or raw[MAX_LINE_CHARS].isspace())
         if capped:
-            warnings.append(f"line {index + 1} has {len(raw)} characters; read only its first {MAX_LINE_CHARS}")
+            warnings.append(f"line {index + 1} has {len(raw)} characters; read only its first "
+                            f"{MAX_LINE_CHARS}")
             raw = raw[:MAX_LINE_CHARS]
         level, body = _strip_prefixes(raw)
-        cut = capped or (ends_mid_line and index == len(raw_lines) - 1)
+        ends_here = ends_mid_line and index == len(raw_lines) - 1
+        cut = capped or ends_here
         words = body.rsplit(None, 1)
-        if cut and words and any(char.isdigit() for char in words[-1]):
+        if (ends_here or mid_word) and words and any(char.isdigit() for char in words[-1]):
             warnings.append(f"the text ends mid-line; ignored its possibly cut last word {words[-1]!r}")
             body = words[0] if len(words) == 2 else ""
         lines.append(_Line(level, body, cut))
@@ -459,8 +466,8 @@ def _impossible(figures: dict) -> str | None:
     low, high, avg = value("min_us"), value("max_us"), value("avg_us")
     if avg is not None and ((low is not None and avg < low - _slack(low))
                             or (high is not None and avg > high + _slack(high))):
-        return (f"impossible figures: avg {avg:g} us is outside [min, max] = [{_shown(low)}, {_shown(high)}] us "
-                "(the timed run's figures may come from another phase)")
+        return (f"impossible figures: avg {avg:g} us is outside [min, max] = [{_shown(low)}, {_shown(high)}] "
+                "us (the timed run's figures may come from another phase)")
     return None
 
 

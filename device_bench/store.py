@@ -75,7 +75,7 @@ def utc_now() -> str:
 
 
 def row_key(row: Mapping[str, Any]) -> str:
-    """Key of a row inside its run, e.g. ``mnv2.tflite@3f9a1c2b4d5e|host|threads=4|xnnpack``; keys ``samples``.
+    """Key of a row in its run, e.g. ``mnv2.tflite@3f9a1c2b4d5e|host|threads=4|xnnpack``; keys ``samples``.
 
     A model is its file name and content (the start of its sha256, when known): two different models with
     the same file name from different folders are two rows.

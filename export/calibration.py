@@ -66,7 +66,8 @@ def to_rgb(image):
     if image.mode.startswith("I;16") or image.mode == "I":
         pixels = np.asarray(image, dtype=np.float64)
         full_scale = 65535.0 if image.mode.startswith("I;16") or pixels.max() > 255 else 255.0
-        image = Image.fromarray(np.round(np.clip(pixels, 0, full_scale) * (255.0 / full_scale)).astype(np.uint8))
+        scaled = np.round(np.clip(pixels, 0, full_scale) * (255.0 / full_scale))
+        image = Image.fromarray(scaled.astype(np.uint8))
     return image.convert("RGB")
 
 
@@ -86,7 +87,7 @@ def preprocess(image, resolution: int, input_range: tuple[float, float]) -> np.n
 
 
 def from_folder(folder: Path, count: int, resolution: int, input_range: tuple[float, float]) -> CalibrationSet:
-    """Load up to ``count`` images from ``folder``; unreadable or too large files are skipped with a warning."""
+    """Load up to ``count`` images from ``folder``; unreadable or too large files are skipped (a warning)."""
     from PIL import Image, UnidentifiedImageError
 
     images, digest = [], hashlib.sha256()

@@ -246,7 +246,8 @@ def test_parse_own_log_json_and_table(tmp_path):
 
 def test_parse_reads_a_raw_log_stored_by_a_device_run(loopback_device, tmp_path):
     # The canned log names no model: one that names another model than the run's fails (test_faults.py).
-    canned = "\n".join(line for line in OWN_LOG.splitlines() if "Graph:" not in line and "Loaded model" not in line)
+    canned = "\n".join(line for line in OWN_LOG.splitlines()
+                       if "Graph:" not in line and "Loaded model" not in line)
     loopback_device.set_benchmark("custom", stdout=canned + "\n")
     code, out, err = run("device", "--serial", loopback_device.serial, tiny_model(tmp_path / "mnv3.tflite"),
                          "--op-profile", "--benchmark-binary", FAKE_BENCHMARK, "--results", tmp_path / "r",

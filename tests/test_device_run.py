@@ -411,12 +411,15 @@ def test_cooldown_waits_for_the_hottest_zone_within_a_bound(loopback_device, adb
     assert details["warnings"] == ["still 41 °C in thermal zone 0 (BIG) after cooling down for "
                                    f"{details['cooldown_wait_s']:.1f} s (target: below 40 °C)"]
     zone = loopback_device.host_path("/sys/class/thermal/thermal_zone0/temp")
-    reads_before = len([e for e in loopback_device.events("spawn") if "thermal_zone" in e["command"]])
+
+    def reads() -> int:
+        return len([e for e in loopback_device.events("spawn") if "thermal_zone" in e["command"]])
+
+    reads_before = reads()
 
     def cool_after_the_wait_began() -> None:  # 0.4 s after the second run's cool-down starts reading
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and len(
-                [e for e in loopback_device.events("spawn") if "thermal_zone" in e["command"]]) < reads_before + 2:
+        while time.monotonic() < deadline and reads() < reads_before + 2:
             time.sleep(0.02)
         time.sleep(0.4)
         zone.write_text("35000\n")

@@ -36,7 +36,8 @@ pytestmark = pytest.mark.timeout(180)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FAST_DEVICE = ["--runs", "3", "--min-secs", "0", "--cooldown-max-wait", "0"]
 FAST_BENCH = ["--runs", "3", "--min-secs", "0", "--warmup", "1"]
-LOG_01 = REPO_ROOT.parent / "shared" / "fixtures" / "benchmark_logs" / "01_tf1.12_ti-am57x_cpu_1thread_nostats.txt"
+SHARED_LOGS = REPO_ROOT.parent / "shared" / "fixtures" / "benchmark_logs"
+LOG_01 = SHARED_LOGS / "01_tf1.12_ti-am57x_cpu_1thread_nostats.txt"
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,8 @@ def flipped(path: Path, offset: int) -> Path:
 
 
 def device_args(loopback, tmp_path: Path, *models: Path) -> list:
-    return ["device", "--serial", loopback.serial, *models, "--benchmark-binary", mode_binary(tmp_path / "bin"),
-            "--results", tmp_path / "results", *FAST_DEVICE]
+    return ["device", "--serial", loopback.serial, *models, "--benchmark-binary",
+            mode_binary(tmp_path / "bin"), "--results", tmp_path / "results", *FAST_DEVICE]
 
 
 def hang_started(loopback) -> bool:
@@ -161,8 +162,8 @@ def device_ctrl_c_once(tmp_path, loopback_device, adb_home):
         process.kill()
     assert "a.tflite" in log.read_text() and "hang.tflite" in log.read_text()
     rows = stored(tmp_path / "results")
-    assert [(row["model"], row["status"]) for row in rows] == [("a.tflite", "ok"), ("hang.tflite", "failed")], \
-        log.read_text()
+    assert [(row["model"], row["status"]) for row in rows] == [
+        ("a.tflite", "ok"), ("hang.tflite", "failed")], log.read_text()
     assert rows[1]["error"].startswith("interrupted")
     assert wait_until_no_process("hang.tflite", 10) == []
 
@@ -375,8 +376,9 @@ def profile_corrupt_models(tmp_path):
 def report_impossible_medians(tmp_path):
     from device_bench.store import row_key
 
-    row = {"run_id": "run-a", "target": "host", "target_kind": "host", "runtime": "litert", "model": "m.tflite",
-           "threads": 1, "delegate": "xnnpack", "status": "ok", "count": 3, "median_us": 10.0}
+    row = {"run_id": "run-a", "target": "host", "target_kind": "host", "runtime": "litert",
+           "model": "m.tflite", "threads": 1, "delegate": "xnnpack", "status": "ok", "count": 3,
+           "median_us": 10.0}
     for cell in ("", "nan", "-5.0", "inf", "-inf"):
         results = tmp_path / f"results{cell}"
         run_dir = ResultStore(results).write_run("run-a", [row], {row_key(row): [9.0, 10.0, 11.0]})
@@ -399,7 +401,8 @@ def device_checks_models_locally(tmp_path, loopback_device, adb_home):
     code, out, err = cli(*device_args(loopback_device, tmp_path, good, bad), "--json")
     rows = {row["model"]: row for row in json.loads(out)}
     assert code == 1 and rows["good.tflite"]["status"] == "ok"
-    assert rows["bad.tflite"]["status"] == "failed" and "LiteRT cannot load the model" in rows["bad.tflite"]["error"]
+    bad_row = rows["bad.tflite"]
+    assert bad_row["status"] == "failed" and "LiteRT cannot load the model" in bad_row["error"]
     pushed = " ".join(json.dumps(event) for event in loopback_device.events("sync"))
     assert "good.tflite" in pushed and "bad.tflite" not in pushed
 
@@ -434,8 +437,7 @@ def bench_workers_die_with_bench(tmp_path):
     process = start(["bench", model, "--runs", "1", "--min-secs", "120", "--no-store"], tmp_path,
                     tmp_path / "stderr.txt")
     try:
-        wait_for(lambda: bool(pids_with("lonely-worker.tflite")) and len(pids_with("lonely-worker.tflite")) >= 2,
-                 60, "the worker process started")
+        wait_for(lambda: len(pids_with("lonely-worker.tflite")) >= 2, 60, "the worker process started")
         process.kill()  # SIGKILL: no handler runs in the parent
         process.wait(10)
         assert wait_until_no_process("lonely-worker.tflite", 10) == []
@@ -492,7 +494,8 @@ FAULTS = [
           "rc 2, one line naming the file"),
     Fault(7, "a folder given as a model to bench and profile", folder_given_as_model, "rc 2 'is a folder'"),
     Fault(8, "`device` with a model LiteRT cannot load", device_checks_models_locally,
-          "that model's run fails with LiteRT's reason, unpushed; the other runs", ("loopback_device", "adb_home")),
+          "that model's run fails with LiteRT's reason, unpushed; the other runs",
+          ("loopback_device", "adb_home")),
     Fault(10, "~/.android/adbkey created under umask 000", adbkey_private_from_the_start,
           "mode 0600 from its first byte", ("monkeypatch",)),
     Fault(12, "SIGKILL of `bench` while a worker measures", bench_workers_die_with_bench,
