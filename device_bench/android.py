@@ -1,7 +1,8 @@
 """Benchmark models on one or more Android phones and store the results (``mnbench device``).
 
-One worker thread per device (:class:`~device_bench.android_session.DeviceSession`); their rows are merged
-into one run of the results store, in the same schema as the host target. A device that cannot be reached,
+One worker thread per device (:class:`~device_bench.android_session.DeviceSession`); each run is stored as
+it finishes, all devices' rows in one run of the results store, in the same schema as the host target.
+Models are loaded by LiteRT on this machine first (a file it cannot load is not pushed; its runs fail). A device that cannot be reached,
 refuses us or drops out yields failed rows with the reason and does not stop the others. The rows of
 ``benchmark_model`` runs carry the tool's summary figures; the tool prints no per-run latencies, so these
 rows have no samples (``samples_file`` empty) and no ``p90_us``/``p99_us``/confidence interval/``cv``.

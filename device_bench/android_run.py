@@ -4,7 +4,8 @@
 * :func:`judge_run` turns the tool's exit status and output into ``(status, error, parsed, warnings)``. A run
   is ``failed`` when the tool exited non-zero (a signal is named: SIGSEGV for exit status 139), when its
   output is not benchmark_model output or the parser finds it failed or truncated, or when the requested
-  delegate silently fell back to the CPU (not applied, or applied to no node). A delegate that took only part
+  delegate silently fell back to the CPU (not applied, or applied to no node), or when the log names another
+  model or thread count than the run asked for. A delegate that took only part
   of the graph is a warning (the row measures that delegate on that model, with the rest on the CPU), or a
   failure with ``strict_delegation``. An ``ok`` row also needs ``count`` and ``median_us``, which the
   results schema requires; builds that print no ``median=`` are recorded as failed with that reason.

@@ -5,7 +5,9 @@ its reason: a device that cannot be reached fails all of its runs, a model that 
 own runs, a run that crashes, hangs or loses the connection fails alone. After a connection error the device
 is probed once; if it does not answer, the remaining runs fail with that reason instead of each waiting for
 its own timeout. The per-run folder :func:`~device_bench.android_run.run_dir` is removed at the end, also
-after failures (a leftover benchmark process is killed first).
+after failures (a leftover benchmark process is killed first). Each result is handed to ``on_result`` as
+soon as it is recorded (the caller stores it). :meth:`DeviceSession.interrupt`, called from another thread
+after ``stop`` is set, kills the benchmark running now; that run fails as "interrupted".
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The host target: benchmark .tflite models on this CPU with the LiteRT interpreter.
 
 Every (model, thread count) runs in a fresh worker process (``host_worker``), so one model cannot disturb
-another's timing or memory, and the parent's imports never share the measured process.
+another's timing or memory, and the parent's imports never share the measured process. Workers die with
+the parent (even a SIGKILLed one); rows are stored as each worker finishes.
 """
 
 from __future__ import annotations

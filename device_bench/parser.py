@@ -10,6 +10,14 @@ Figures are copied from the text (ms times 1000); what the text does not say is 
 stops inside its last line, that line's last word is dropped when it holds a digit (it may be cut short).
 ``init_us``, ``first_us``, ``warmup_avg_us``, ``avg_us`` come from the summary line or LiteRT block, else
 from the ``count=`` lines; ``std_us`` to ``p95_us`` and ``count`` come from the timed ``count=`` line.
+
+Figures no real run can give fail the run with the reason ("impossible figures: ..."): a negative time, a
+count below 1, min <= p5 <= median <= p95 <= max broken, an average outside [min, max], or a ``count=``
+value that is not a plain ASCII number (float() would read full-width digits, inf and nan).
+
+Parsing takes time linear in the text: the log-prefix patterns are unambiguous (no two adjacent parts can
+match the same characters), prefixes are stripped at a moving position, and only the first
+:data:`MAX_LINE_CHARS` characters of a line are read (the tool's own lines are far shorter).
 """
 
 from __future__ import annotations
@@ -163,7 +171,7 @@ def parse_run(text: str) -> dict:
 
     Returns:
         A dict with exactly the keys of :data:`ROW_KEYS`. ``status`` is ``"ok"`` only when the inference
-        average and the summary were printed and nothing failed; otherwise ``"failed"`` and ``error`` says
+        average and the summary were printed, nothing failed and the figures are possible; otherwise ``"failed"`` and ``error`` says
         why (``"truncated: …"`` for a log that stops early). Figures the log does not give are ``None``.
 
     Raises:

@@ -5,7 +5,11 @@ threads, delegate), exactly ``COLUMNS`` in order; an empty field is missing, so 
 ``<run_id>/samples.json`` (``{row_key(row): [latency_us, ...]}``, a row's ``samples_file`` is
 ``samples.json#<key>``) and ``<run_id>/raw/<name>.txt`` (raw tool logs). A run is written into a hidden
 ``.tmp-<run_id>-<hex>`` dir and renamed into place when complete, so a crash leaves at most that hidden
-dir, which ``load`` skips. Runs are never overwritten or edited; the store computes no statistics.
+dir, which ``load`` skips. A run that is measured for long is stored as it goes instead
+(:class:`RunWriter`): its files are replaced whole after each row, so an interruption keeps every finished
+row. Runs are never overwritten by another run; the store computes no statistics. ``load`` refuses rows
+that no run can produce (a non-finite number, a negative latency, an ok row with neither median nor
+average).
 """
 
 from __future__ import annotations
