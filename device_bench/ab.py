@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from mnbench.errors import BenchError, MnbenchError
+from .errors import BenchError, BenchInputError
 
 from . import stats
 from .host import HostParams, host_description, run_worker, runtime_version
@@ -42,10 +42,8 @@ EXACT_MAX_ROUNDS = 100  # above this, signed-rank quantiles come from the normal
 AB_PARAMS = HostParams(runs=20, min_secs=0.3, warmup=1, warmup_min_secs=0.2)  # per process, per round
 
 
-class ABError(MnbenchError):
+class ABError(BenchInputError):
     """An A/B request that cannot be run as asked (bad model, bad settings, unsupported target)."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -192,9 +190,9 @@ def run_ab(model_a: Path, model_b: Path, settings: ABSettings = ABSettings(), ta
 
 
 def _model_columns(path: Path) -> dict:
-    from export.tflite_file import ModelFileError, open_interpreter, read_bytes
-
+    from .errors import ModelFileError
     from .provenance import model_columns
+    from .tflite_file import open_interpreter, read_bytes
 
     try:
         open_interpreter(read_bytes(path))

@@ -24,7 +24,7 @@ from adb_shell.adb_device import AdbDevice
 from adb_shell.auth.sign_pythonrsa import PythonRSASigner
 from adb_shell.transport.base_transport import BaseTransport
 
-from mnbench.errors import DeviceError
+from .errors import DeviceError
 
 from .errors import (CommandTimeout, ConnectionLost, DeviceNotFound, DeviceUnauthorized, ProtocolError,
                      TransferFailed)

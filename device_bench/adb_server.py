@@ -17,7 +17,7 @@ import struct
 import time
 from pathlib import Path
 
-from mnbench.errors import DeviceError
+from .errors import DeviceError
 
 from .errors import (AdbServerUnavailable, CommandTimeout, ConnectionLost, DeviceNotFound, DeviceOffline,
                      DeviceUnauthorized, ProtocolError, TransferFailed)

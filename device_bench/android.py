@@ -2,8 +2,9 @@
 
 One worker thread per device (:class:`~device_bench.android_session.DeviceSession`); each run is stored as
 it finishes, all devices' rows in one run of the results store, in the same schema as the host target.
-Models are loaded by LiteRT on this machine first (a file it cannot load is not pushed; its runs fail). A device that cannot be reached,
-refuses us or drops out yields failed rows with the reason and does not stop the others. The rows of
+Models are loaded by LiteRT on this machine first (a file it cannot load is not pushed; its runs fail). A
+device that cannot be reached, refuses us or drops out yields failed rows with the reason and does not stop
+the others. The rows of
 ``benchmark_model`` runs carry the tool's summary figures; the tool prints no per-run latencies, so these
 rows have no samples (``samples_file`` empty) and no ``p90_us``/``p99_us``/confidence interval/``cv``.
 """
@@ -19,13 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from mnbench.errors import BenchError, MnbenchError
+from .errors import BenchError, ModelFileError, UnknownSerial
 
 from .android_run import DELEGATES, BenchSettings, ModelFile, result_row
 from .android_session import DeviceSession, RunResult
 from .binary import BenchmarkBinary, user_binary
 from .connect import open_transport
-from .errors import UnknownSerial
 from .provenance import model_columns, run_columns
 from .store import DEFAULT_ROOT, ResultStore, RunWriter, row_key
 from .transport import Transport
@@ -66,7 +66,7 @@ def read_devices_file(path: Path) -> list[str]:
 
 
 def reach_devices(serials: Sequence[str], connect: Callable[[str], Transport] = open_transport
-                  ) -> list[MnbenchError]:
+                  ) -> list[BenchError]:
     """Connect to every device once, before anything is exported or pushed.
 
     Returns:
@@ -75,13 +75,13 @@ def reach_devices(serials: Sequence[str], connect: Callable[[str], Transport] = 
     Raises:
         UnknownSerial: no adb server or USB phone has one of the serials (a typo, an unplugged phone).
     """
-    failures: list[MnbenchError] = []
+    failures: list[BenchError] = []
     for serial in dict.fromkeys(serials):
         try:
             connect(serial).close()
         except UnknownSerial:
             raise
-        except MnbenchError as error:
+        except BenchError as error:
             failures.append(error)
     return failures
 
@@ -191,7 +191,7 @@ def local_problem(model: ModelFile) -> str | None:
     Cheap next to a push and a failed run on the phone: a truncated, bit-flipped or foreign file fails its
     runs here with LiteRT's reason.
     """
-    from export.tflite_file import ModelFileError, open_interpreter, read_bytes
+    from .tflite_file import open_interpreter, read_bytes
 
     try:
         open_interpreter(read_bytes(model.path))

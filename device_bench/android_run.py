@@ -5,10 +5,11 @@
   is ``failed`` when the tool exited non-zero (a signal is named: SIGSEGV for exit status 139), when its
   output is not benchmark_model output or the parser finds it failed or truncated, or when the requested
   delegate silently fell back to the CPU (not applied, or applied to no node), or when the log names another
-  model or thread count than the run asked for. A delegate that took only part
-  of the graph is a warning (the row measures that delegate on that model, with the rest on the CPU), or a
-  failure with ``strict_delegation``. An ``ok`` row also needs ``count`` and ``median_us``, which the
-  results schema requires; builds that print no ``median=`` are recorded as failed with that reason.
+  model or thread count than the run asked for. A delegate that took only part of the graph is a warning (the
+  row measures that delegate on that model, with the rest on the CPU), or a failure with
+  ``strict_delegation``. An ``ok`` row also needs a run count and an average (``count``,
+  ``avg_us``); builds that print no ``median=`` (before percentiles, e.g. TF 2.0) are ``ok`` rows whose
+  ``median_us`` is empty, which the results schema accepts.
 * :func:`result_row` fills exactly the results-store columns (``device_bench.store.COLUMNS``).
 """
 
@@ -20,12 +21,11 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from mnbench.errors import BenchError, ToolOutputParseError
-
+from .delegates import DELEGATES
+from .errors import BenchError, ToolOutputParseError
 from .parser import parse_last_run
 from .store import COLUMN_NAMES, utc_now
 
-DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi")
 DELEGATE_LOG_NAMES = {"xnnpack": "XNNPACK", "gpu": "GPU", "nnapi": "NNAPI"}  # as the parser names them
 RUNTIME = "benchmark_model"
 RUN_ROOT = "/data/local/tmp"

@@ -19,13 +19,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from mnbench.errors import MnbenchError
-
 from .android_run import BenchSettings, ModelFile, benchmark_argv, judge_run, result_row, run_desc, run_dir
 from .binary import DEVICE_BINARY, BenchmarkBinary, install, prebuilt_binary
 from .connect import open_transport
 from .device_facts import DeviceFacts, Temperatures, cpu_mask, pin_cores, read_facts, read_temperatures
-from .errors import CommandFailed, CommandTimeout
+from .errors import BenchError, CommandFailed, CommandTimeout
 from .provenance import run_columns
 from .transport import Transport, join
 
@@ -78,14 +76,14 @@ class DeviceSession:
             self.binary = self.binary or prebuilt_binary(self.facts.abilist or [self.facts.abi or "unknown"])
             pushed = install(self.transport, self.binary, DEVICE_BINARY, self.settings.command_timeout_s)
             self.session_desc.update(binary={**self.binary.describe(), "pushed": pushed})
-        except MnbenchError as error:
+        except BenchError as error:
             self.lost = f"{_stage(self.transport, self.facts)}: {error}"
         if self.lost is None:
             try:
                 self._shell(f"mkdir -p {join([self.folder])}")
                 for model in self.models:
                     self._bench_model(model)
-            except MnbenchError as error:
+            except BenchError as error:
                 self.lost = self.lost or f"cannot create {self.folder}: {error}"
             finally:
                 self._clean_up()
@@ -104,7 +102,7 @@ class DeviceSession:
             return
         try:
             self.transport.push(model.path, remote)
-        except MnbenchError as error:
+        except BenchError as error:
             for combo in self.combos:
                 if combo[0] is model:
                     self._record(combo, "failed", f"push of {model.name} failed: {error}", None, None, {})
@@ -124,7 +122,7 @@ class DeviceSession:
         notes = [] if mask else [f"not pinned: {why}"]
         try:
             before, waited_s, note = self._cool_down()
-        except MnbenchError as error:
+        except BenchError as error:
             self._record(combo, "failed", f"cannot read the temperatures before the run: {error}", None, None,
                          desc)
             self._probe(error)
@@ -150,7 +148,7 @@ class DeviceSession:
         except _Interrupted:
             status, error, parsed, warnings = "failed", "interrupted (Ctrl-C): benchmark_model was stopped", \
                 None, []
-        except MnbenchError as lost:
+        except BenchError as lost:
             why = "interrupted (Ctrl-C) during the run" if self.stop.is_set() else \
                 "connection lost during the run"
             status, error, parsed, warnings = "failed", f"{why}: {lost}", None, []
@@ -190,7 +188,7 @@ class DeviceSession:
     def _temperatures(self) -> Temperatures | None:
         try:
             return read_temperatures(self.transport, self.settings.command_timeout_s)
-        except MnbenchError as error:
+        except BenchError as error:
             logger.warning("%s: cannot read temperatures after the run: %s", self.serial, error)
             return None
 
@@ -198,7 +196,7 @@ class DeviceSession:
         """After a connection error: does the device still answer? If not, the remaining runs fail."""
         try:
             self.transport.shell("true", PROBE_TIMEOUT_S)
-        except MnbenchError as probe:
+        except BenchError as probe:
             self.lost = f"device lost after: {error} (reconnecting failed: {probe})"
 
     def _kill_leftovers(self, transport: Transport | None = None) -> None:
@@ -207,7 +205,7 @@ class DeviceSession:
         try:
             (transport or self.transport).shell(f"pkill -KILL -f {join([pattern])} 2>/dev/null; true",
                                                 PROBE_TIMEOUT_S)
-        except MnbenchError as error:
+        except BenchError as error:
             logger.warning("%s: could not stop a leftover benchmark_model: %s", self.serial, error)
 
     def interrupt(self) -> None:
@@ -219,7 +217,7 @@ class DeviceSession:
             return
         try:
             transport = self.connect(self.serial)
-        except MnbenchError as error:
+        except BenchError as error:
             logger.warning("%s: cannot reach the device to stop the running benchmark: %s", self.serial,
                            error)
             return
@@ -233,7 +231,7 @@ class DeviceSession:
             self._kill_leftovers()
             self._shell(f"rm -rf {join([self.folder])}")
             self.session_desc["cleanup"] = "removed " + self.folder
-        except MnbenchError as error:
+        except BenchError as error:
             self.session_desc["cleanup"] = f"failed: {self.folder} may remain on the device ({error})"
             logger.warning("%s: %s", self.serial, self.session_desc["cleanup"])
 

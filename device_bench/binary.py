@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from mnbench.errors import BenchError
-from mnbench.files import file_sha256
+from .errors import BenchError
+from .tflite_file import sha256
 
 from .errors import CommandFailed, TransferFailed
 from .transport import Transport, join
@@ -88,7 +88,7 @@ def user_binary(path: Path) -> BenchmarkBinary:
     path = Path(path).expanduser()
     if not path.is_file():
         raise BinaryUnavailable(f"--benchmark-binary {path}: no such file")
-    return BenchmarkBinary(path, file_sha256(path), "user")
+    return BenchmarkBinary(path, sha256(path), "user")
 
 
 def cache_dir() -> Path:
@@ -119,7 +119,7 @@ def prebuilt_binary(abis: Sequence[str], table: Mapping[str, Prebuilt] | None = 
             "checksum in device_bench.binary.PREBUILT")
     target = (cache or cache_dir()) / "benchmark_model" / abi / entry.sha256 / "benchmark_model"
     with _download_lock:
-        if not (target.is_file() and file_sha256(target) == entry.sha256):
+        if not (target.is_file() and sha256(target) == entry.sha256):
             _download(entry, target)
     return BenchmarkBinary(target, entry.sha256, "prebuilt", entry.url)
 

@@ -33,7 +33,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from mnbench.errors import MnbenchError
+from .errors import BenchError, BenchInputError
 
 from . import stats
 from .store import is_missing, target_desc
@@ -48,16 +48,12 @@ _MAX_BOOT_CELLS = 4_000_000
 LoadSamples = Callable[[Mapping[str, Any]], Sequence[float]]
 
 
-class CompareError(MnbenchError):
+class CompareError(BenchInputError):
     """Result sets that cannot be compared: missing, corrupt, nothing in common, or other targets."""
 
-    exit_code = 2
 
-
-class GateFailed(MnbenchError):
+class GateFailed(BenchError):
     """The gate's verdict: a pair regressed, failed, or (``--fail-on noisy``) stayed undecided."""
-
-    exit_code = 1
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,8 @@ from typing import Any
 
 from .adb_direct import AdbDirectTransport
 from .adb_server import AdbServer, AdbServerTransport
-from mnbench.errors import DeviceError
-
-from .errors import AdbServerUnavailable, DeviceNotFound, DeviceOffline, DeviceUnauthorized, UnknownSerial
+from .errors import (AdbServerUnavailable, DeviceError, DeviceNotFound, DeviceOffline, DeviceUnauthorized,
+                     UnknownSerial)
 from .transport import DeviceEntry, Transport
 
 logger = logging.getLogger(__name__)

@@ -1,12 +1,31 @@
-"""Device-side failures, finer than :class:`mnbench.errors.DeviceError`.
+"""The errors of the benchmark tools; :class:`BenchError` is the root of this package's expected failures.
 
-Every class here is a :class:`~mnbench.errors.MnbenchError`, so the CLI prints its one-line message and exits
-with ``DeviceError.exit_code`` (3) or ``BenchError.exit_code`` (1) for :class:`CommandFailed`.
+Three kinds sit under it, which the command line turns into exit codes (``mnbench.cli.EXIT_CODES``): a tool
+or run that failed (:class:`BenchError` itself), input the tools cannot use (:class:`BenchInputError`: a
+results folder, a model file, an option), and a device that could not be reached (:class:`DeviceError`).
 """
 
 from __future__ import annotations
 
-from mnbench.errors import BenchError, DeviceError
+
+class BenchError(Exception):
+    """A benchmark could not be run or its output could not be read."""
+
+
+class BenchInputError(BenchError):
+    """Input the benchmark tools cannot use: a results file, a model file or an option that does not fit."""
+
+
+class DeviceError(BenchError):
+    """A device could not be reached, refused us, or dropped the connection."""
+
+
+class ToolOutputParseError(BenchError):
+    """Benchmark tool output that does not hold the figures we need."""
+
+
+class ModelFileError(BenchInputError):
+    """A file that is missing or is not a readable .tflite model."""
 
 
 class DeviceNotFound(DeviceError):
@@ -14,9 +33,7 @@ class DeviceNotFound(DeviceError):
 
 
 class UnknownSerial(DeviceNotFound):
-    """No adb server and no USB phone has this serial: a typo or an unplugged phone (bad input, exit 2)."""
-
-    exit_code = 2
+    """No adb server and no USB phone has this serial: a typo or an unplugged phone (bad input: exit 2)."""
 
 
 class DeviceUnauthorized(DeviceError):

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from mnbench.errors import BenchError
+from .errors import BenchError
 
 from . import stats
 from .provenance import model_columns, run_columns
@@ -72,7 +72,8 @@ def runtime_version() -> str:
 
 
 def run_worker(model: Path, threads: int, params: HostParams, inputs: list[list[int]] | None = None) -> dict:
-    """One fresh process measuring ``model``; returns the worker's JSON (``ok`` False with ``error`` on failure).
+    """One fresh process measuring ``model``; returns the worker's JSON (``ok`` False with ``error`` on
+    failure).
 
     With ``inputs`` (input tensor indices per subgraph) every subgraph is timed, in rounds.
     """
@@ -80,8 +81,9 @@ def run_worker(model: Path, threads: int, params: HostParams, inputs: list[list[
     payload = json.dumps({"model": str(model), "threads": threads, **asdict(params), **extra})
     timeout_s = params.max_secs * 2 + params.warmup_min_secs + 120
     try:
-        done = subprocess.run([sys.executable, "-m", "device_bench.host_worker", payload], capture_output=True,
-                              text=True, timeout=timeout_s, preexec_fn=die_with_parent(os.getpid()))
+        done = subprocess.run([sys.executable, "-m", "device_bench.host_worker", payload],
+                              capture_output=True, text=True, timeout=timeout_s,
+                              preexec_fn=die_with_parent(os.getpid()))
     except subprocess.TimeoutExpired:
         return {"ok": False, "error": f"worker timed out after {timeout_s:.0f} s"}
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -111,20 +113,22 @@ def die_with_parent(parent_pid: int) -> Callable[[], None]:
 
 def _checked_model(model: Path) -> dict:
     """The model's columns, after LiteRT has loaded it once (a corrupt file fails here, not mid-run)."""
-    from export.tflite_file import open_interpreter, read_bytes
+    from .tflite_file import open_interpreter, read_bytes
 
     open_interpreter(read_bytes(model))
     return model_columns(model)
 
 
-def _row(model: Path, model_info: dict, threads: int, params: HostParams, result: dict, context: dict) -> dict:
+def _row(model: Path, model_info: dict, threads: int, params: HostParams, result: dict,
+         context: dict) -> dict:
     row = {**context, **model_info, "threads": threads, "delegate": "xnnpack" if params.xnnpack else "cpu",
            "utc_time": utc_now()}
     if not result["ok"]:
         return {**row, "status": "failed", "error": result["error"]}
     summary = stats.summarize(result["samples_us"])
     warmup = result["warmup_us"]
-    return {**row, **summary, "status": "ok", "error": None, "init_us": result["init_us"], "first_us": result["first_us"],
+    return {**row, **summary, "status": "ok", "error": None, "init_us": result["init_us"],
+            "first_us": result["first_us"],
             "warmup_avg_us": sum(warmup) / len(warmup), "mem_peak_mb": result["mem_peak_mb"]}
 
 

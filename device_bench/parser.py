@@ -27,8 +27,8 @@ import re
 from decimal import Decimal
 from typing import NamedTuple
 
-from device_bench.op_profile import parse_op_profile
-from mnbench.errors import ToolOutputParseError
+from .errors import ToolOutputParseError
+from .op_profile import parse_op_profile
 
 ROW_KEYS = (
     "status", "error", "init_us", "first_us", "warmup_avg_us", "avg_us", "std_us", "min_us", "max_us",
@@ -171,8 +171,9 @@ def parse_run(text: str) -> dict:
 
     Returns:
         A dict with exactly the keys of :data:`ROW_KEYS`. ``status`` is ``"ok"`` only when the inference
-        average and the summary were printed, nothing failed and the figures are possible; otherwise ``"failed"`` and ``error`` says
-        why (``"truncated: …"`` for a log that stops early). Figures the log does not give are ``None``.
+        average and the summary were printed, nothing failed and the figures are possible; otherwise
+        ``"failed"`` and ``error`` says why (``"truncated: …"`` for a log that stops early). Figures the log
+        does not give are ``None``.
 
     Raises:
         ToolOutputParseError: the text holds no ``benchmark_model`` output at all.

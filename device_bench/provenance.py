@@ -5,17 +5,17 @@ from __future__ import annotations
 import functools
 import json
 import subprocess
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import mnbench
-from export.tflite_file import read_bytes, read_metadata, sha256
+from .tflite_file import read_bytes, read_metadata, sha256
 
 
 def model_columns(path: Path) -> dict:
     """model, model_sha256, version, alpha, resolution, quant, config, params, macs of a .tflite file.
 
-    The configuration comes from the export sidecar beside the model, else from the configuration embedded in
-    the file; a model mnbench did not export gets None for those.
+    The configuration and its cost (params, Mult-Adds) come from the export sidecar beside the model, else
+    from what export embedded in the file; a model mnbench did not export gets None for those.
     """
     path = Path(path)
     data = read_bytes(path)
@@ -28,17 +28,15 @@ def model_columns(path: Path) -> dict:
             record = json.loads(sidecar.read_text())
         except ValueError:
             record = None
-    if record is not None and record.get("sha256") == columns["model_sha256"]:
-        config, quant = record["config"], record["quant"]
-    elif (embedded := read_metadata(data)) is not None:
-        config, quant = embedded["config"], embedded["quant"]
-    else:
+    if record is None or record.get("sha256") != columns["model_sha256"]:
+        record = read_metadata(data)
+    if record is None:
         return columns
-    from mobilenets_tf import configure
-
-    report = configure(**config).cost()
-    columns.update(version=config["version"], alpha=float(config["alpha"]), resolution=int(config["resolution"]),
-                   quant=quant, config=json.dumps(config, sort_keys=True), params=report.params, macs=report.macs)
+    config = record["config"]
+    columns.update(version=config["version"], alpha=float(config["alpha"]),
+                   resolution=int(config["resolution"]),
+                   quant=record["quant"], config=json.dumps(config, sort_keys=True),
+                   params=record.get("params"), macs=record.get("macs"))
     return columns
 
 
@@ -56,5 +54,14 @@ def git_commit() -> str | None:
     return commit + ("-dirty" if dirty else "")
 
 
+@functools.lru_cache(maxsize=1)
+def toolkit_version() -> str:
+    """The installed mnbench distribution's version (it holds all four packages), or "unknown"."""
+    try:
+        return version("mnbench")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def run_columns() -> dict:
-    return {"mnbench_version": mnbench.__version__, "git_commit": git_commit()}
+    return {"mnbench_version": toolkit_version(), "git_commit": git_commit()}

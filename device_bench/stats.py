@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from mnbench.errors import BenchError
+from .errors import BenchError
 
 MIN_CI_COUNT = 6  # smallest n whose widest interval [min, max] still covers the median with >= 95 %
 EXACT_MAX_COUNT = 1000  # above this, binomial ranks come from the normal approximation

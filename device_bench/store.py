@@ -1,4 +1,5 @@
-"""Append-only results store shared by every benchmark target (host CPU, Android phones).
+"""Append-only results store: latency runs of every benchmark target (host CPU, Android phones), and any
+other kind of results given its :class:`Schema` (``mnbench.accuracy.results`` stores accuracy runs here).
 
 Layout under ``root`` (default ``results/runs/``): ``<run_id>/rows.csv`` (one row per (model, target,
 threads, delegate), exactly ``COLUMNS`` in order; an empty field is missing, so '' is stored as missing),
@@ -26,12 +27,13 @@ import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
 
-import mnbench
-from mnbench.errors import BenchError
+from .errors import BenchInputError
+from .provenance import toolkit_version
 
 STR, INT, FLOAT = "string", "Int64", "Float64"  # pandas nullable dtypes
 COLUMNS: tuple[tuple[str, str], ...] = (  # the one schema for every target: (name, dtype), in file order
@@ -59,10 +61,40 @@ _UTC_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 _PARSERS = {STR: str, INT: int, FLOAT: float}
 
 
-class StoreError(BenchError):
-    """A results file that is missing, corrupt or not in the results schema (bad input: exit 2)."""
+@dataclass(frozen=True, eq=False)
+class Schema:
+    """What the rows of one kind of results hold.
 
-    exit_code = 2
+    Attributes:
+        name: what the results are called in error messages ("results", "accuracy results").
+        columns: ``(name, pandas dtype)`` in file order.
+        required: columns every row must fill.
+        json_columns: string columns that must hold JSON.
+        choices: the values some columns allow.
+        more_required: ``row -> [missing value, ...]``, for what a row needs depending on its values.
+        key: ``row -> key`` of a row inside its run (keys ``samples``; keys must differ), or None for
+            results without samples.
+    """
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    required: tuple[str, ...]
+    json_columns: tuple[str, ...] = ()
+    choices: Mapping[str, tuple] = field(default_factory=dict)
+    more_required: Callable[[Mapping[str, Any]], list[str]] = lambda row: []
+    key: Callable[[Mapping[str, Any]], str] | None = None
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.columns)
+
+    @property
+    def dtypes(self) -> dict[str, str]:
+        return dict(self.columns)
+
+
+class StoreError(BenchInputError):
+    """A results file that is missing, corrupt or not in the results schema."""
 
 
 class RunExistsError(StoreError):
@@ -89,12 +121,26 @@ def row_key(row: Mapping[str, Any]) -> str:
     return f"{model}|{row.get('target')}|threads={row.get('threads')}|{row.get('delegate')}"
 
 
-class ResultStore:
-    """Append-only store of benchmark runs under ``root``."""
+def _latency_figures(row: Mapping[str, Any]) -> list[str]:
+    """An ok row has a run count and a central figure (older tools print no median); a failed one an error."""
+    missing = []
+    if row["status"] == "ok":
+        missing += ["count"] if row["count"] is None else []
+        missing += ["median_us or avg_us"] if row["median_us"] is None and row["avg_us"] is None else []
+    missing += ["error"] if row["status"] == "failed" and row["error"] is None else []
+    return missing
 
-    def __init__(self, root: Path | str = DEFAULT_ROOT):
-        """Args: root: folder holding one sub-folder per run (created on first write)."""
+
+LATENCY = Schema("results", COLUMNS, REQUIRED, JSON_COLUMNS, CHOICES, _latency_figures, row_key)
+
+
+class ResultStore:
+    """Append-only store of runs under ``root``, every row in one schema (latency by default)."""
+
+    def __init__(self, root: Path | str = DEFAULT_ROOT, schema: Schema = LATENCY):
+        """Args: root: folder holding one sub-folder per run (created on first write); schema: of the rows."""
         self.root = Path(root)
+        self.schema = schema
         self._run_dirs: dict[str, Path] = {}  # run_id -> folder, for runs loaded from outside root
 
     @staticmethod
@@ -104,7 +150,8 @@ class ResultStore:
         return f"{now:%Y%m%dT%H%M%S}.{now.microsecond // 1000:03d}Z-{secrets.token_hex(3)}"
 
     def write_run(self, run_id: str, rows: Sequence[Mapping[str, Any]],
-                  samples: Mapping[str, Sequence[float]], raw_logs: Mapping[str, str] | None = None) -> Path:
+                  samples: Mapping[str, Sequence[float]], raw_logs: Mapping[str, str] | None = None,
+                  files: Mapping[str, str] | None = None) -> Path:
         """Writes one complete run atomically and returns its folder ``root/<run_id>``.
 
         Args:
@@ -113,6 +160,7 @@ class ResultStore:
                 keys are None, ``utc_time`` defaults to now, ``mnbench_version`` to this package's.
             samples: ``{row_key(row): [latency_us, ...]}``; write_run sets the rows' ``samples_file``.
             raw_logs: ``{name: text}`` written to ``raw/<name>.txt``.
+            files: ``{file name: text}`` written beside ``rows.csv`` (e.g. an accuracy run's predictions).
 
         Raises:
             SchemaError: for unknown columns, bad values, duplicate row keys or unmatched samples.
@@ -124,16 +172,26 @@ class ResultStore:
             raise RunExistsError(f"run {run_id!r} already exists in {self.root}; runs are append-only")
         if not rows:
             raise SchemaError(f"run {run_id!r} has no rows")
-        records = [_prepare_row(row, run_id, f"rows[{index}]") for index, row in enumerate(rows)]
-        samples_out = _attach_samples(records, samples)
+        records = [_prepare_row(self.schema, row, run_id, f"rows[{index}]") for index, row in enumerate(rows)]
+        samples_out = _attach_samples(self.schema, records, samples)
         for name in raw_logs or {}:
             _check_name(name, "raw log name")
-        self.root.mkdir(parents=True, exist_ok=True)
+        for name in files or {}:
+            _check_name(name, "file name")
+        if {"rows.csv", SAMPLES_NAME, "raw"} & set(files or {}):
+            raise SchemaError(f"files may not be named rows.csv, {SAMPLES_NAME} or raw")
         tmp = self.root / f".tmp-{run_id}-{secrets.token_hex(4)}"
-        tmp.mkdir()
         try:
-            _write_text(tmp / "rows.csv", _to_csv(records))
-            _write_text(tmp / SAMPLES_NAME, json.dumps(samples_out, indent=1))
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp.mkdir()
+        except OSError as error:
+            raise StoreError(f"cannot write {self.schema.name} under {self.root}: {error.strerror}") from None
+        try:
+            _write_text(tmp / "rows.csv", _to_csv(self.schema, records))
+            if self.schema.key is not None:
+                _write_text(tmp / SAMPLES_NAME, json.dumps(samples_out, indent=1))
+            for name, text in (files or {}).items():
+                _write_text(tmp / name, text)
             if raw_logs:
                 (tmp / "raw").mkdir()
                 for name, text in raw_logs.items():
@@ -156,7 +214,7 @@ class ResultStore:
         return RunWriter(self, run_id)
 
     def load(self, *sources: Path | str) -> pd.DataFrame:
-        """Loads runs into one DataFrame with ``DTYPES``, in source order, then run-folder (= time) order.
+        """Loads runs into one DataFrame with the schema's dtypes, in source order, then run-folder order.
 
         Args:
             *sources: results folders (every run below them; hidden ``.tmp-*`` dirs skipped), run
@@ -168,12 +226,14 @@ class ResultStore:
         paths: list[Path] = []
         for source in sources or (self.root,):
             paths += [path for path in self._resolve(source) if path not in paths]
-        frames = [_read_csv(path) for path in paths]
+        frames = [_read_csv(self.schema, path) for path in paths]
         for path, frame in zip(paths, frames):
             self._run_dirs.update({str(run_id): path.parent for run_id in frame["run_id"].dropna().unique()})
-        if not frames:
-            return pd.DataFrame({name: pd.array([], dtype=dtype) for name, dtype in COLUMNS})
-        return pd.concat(frames, ignore_index=True)
+        return pd.concat(frames, ignore_index=True) if frames else self.empty()
+
+    def empty(self) -> pd.DataFrame:
+        """A frame with the schema's columns and dtypes and no rows."""
+        return pd.DataFrame({name: pd.array([], dtype=dtype) for name, dtype in self.schema.columns})
 
     def load_samples(self, row: Mapping[str, Any]) -> list[float]:
         """Raw latencies (us) of a loaded row, read from the file its ``samples_file`` points at.
@@ -222,7 +282,9 @@ class RunWriter:
         self.path = store.root / run_id
         if self.path.exists():
             raise RunExistsError(f"run {run_id!r} already exists in {store.root}; runs are append-only")
-        self.run_id, self.root = run_id, store.root
+        if store.schema.key is None:
+            raise SchemaError(f"{store.schema.name} have no row keys: store them whole with write_run")
+        self.run_id, self.root, self.schema = run_id, store.root, store.schema
         self._records: dict[str, dict[str, Any]] = {}
         self._samples: dict[str, list[float]] = {}
         _check_writable(store.root)
@@ -240,9 +302,10 @@ class RunWriter:
             SchemaError: bad rows, samples or log names (nothing is written).
             OSError: the disk refused (the files on disk keep the previous rows).
         """
-        records = [_prepare_row(row, self.run_id, f"rows[{index}]") for index, row in enumerate(rows)]
-        keys = [row_key(record) for record in records]
-        _attach_samples(records, samples or {})  # checks repeats within rows and orphan samples
+        records = [_prepare_row(self.schema, row, self.run_id, f"rows[{index}]")
+                   for index, row in enumerate(rows)]
+        keys = [self.schema.key(record) for record in records]
+        _attach_samples(self.schema, records, samples or {})  # checks repeats within rows and orphan samples
         for name in raw_logs or {}:
             _check_name(name, "raw log name")
         self.path.mkdir(exist_ok=True)
@@ -255,7 +318,7 @@ class RunWriter:
             if record["samples_file"] is not None:
                 merged_samples[key] = [float(value) for value in samples[key]]
         _replace_text(self.path / SAMPLES_NAME, json.dumps(merged_samples, indent=1))
-        _replace_text(self.path / "rows.csv", _to_csv(list(merged.values())))
+        _replace_text(self.path / "rows.csv", _to_csv(self.schema, list(merged.values())))
         self._records, self._samples = merged, merged_samples
         return self.path
 
@@ -297,30 +360,30 @@ def _check_name(name: Any, what: str) -> None:
         raise SchemaError(f"{what} must match {_NAME_RE.pattern}, received {name!r}")
 
 
-def _prepare_row(row: Mapping[str, Any], run_id: str, where: str) -> dict[str, Any]:
+def _prepare_row(schema: Schema, row: Mapping[str, Any], run_id: str, where: str) -> dict[str, Any]:
     """Validated copy of one row with every column, values normalized to str/int/float/None."""
     if not isinstance(row, Mapping):
         raise SchemaError(f"{where} must be a mapping, received {type(row).__name__}")
-    unknown = sorted(set(row) - set(COLUMN_NAMES))
+    names = schema.column_names
+    unknown = sorted(set(row) - set(names))
     if unknown:
-        raise SchemaError(f"{where} has columns not in the results schema: {', '.join(map(str, unknown))}")
+        raise SchemaError(f"{where} has columns not in the {schema.name} schema: "
+                          f"{', '.join(map(str, unknown))}")
     if row.get("samples_file") is not None:
         raise SchemaError(f"{where}: samples_file is set by write_run, received {row['samples_file']!r}")
-    defaults = {"run_id": run_id, "utc_time": utc_now(), "mnbench_version": mnbench.__version__}
-    record = {name: _coerce(name, row.get(name), where) for name in COLUMN_NAMES}
-    record.update({name: value for name, value in defaults.items() if record[name] is None})
+    defaults = {"run_id": run_id, "utc_time": utc_now(), "mnbench_version": toolkit_version()}
+    record = {name: _coerce(schema, name, row.get(name), where) for name in names}
+    record.update({name: value for name,
+                   value in defaults.items() if name in record and record[name] is None})
     if record["run_id"] != run_id:
         raise SchemaError(f"{where}: run_id {record['run_id']!r} differs from the run's {run_id!r}")
     if not _UTC_RE.fullmatch(record["utc_time"]):
         raise SchemaError(f"{where}: utc_time must be ISO 8601 ending in Z, received {record['utc_time']!r}")
-    missing = [name for name in REQUIRED if record[name] is None]
-    if record["status"] == "ok":   # an ok row has a run count and a central figure (older tools print no median)
-        missing += ["count"] if record["count"] is None else []
-        missing += ["median_us or avg_us"] if record["median_us"] is None and record["avg_us"] is None else []
-    missing += ["error"] if record["status"] == "failed" and record["error"] is None else []
+    missing = [name for name in schema.required if record[name] is None] + schema.more_required(record)
     if missing:
-        raise SchemaError(f"{where} ({row_key(record)}) lacks required values: {', '.join(missing)}")
-    for name, allowed in CHOICES.items():
+        shown = schema.key(record) if schema.key else record.get("model")
+        raise SchemaError(f"{where} ({shown}) lacks required values: {', '.join(missing)}")
+    for name, allowed in schema.choices.items():
         if record[name] not in allowed:
             raise SchemaError(f"{where}: {name} must be one of {allowed}, received {record[name]!r}")
     return record
@@ -340,13 +403,13 @@ def target_desc(row: Mapping[str, Any]) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _coerce(name: str, value: Any, where: str) -> str | int | float | None:
+def _coerce(schema: Schema, name: str, value: Any, where: str) -> str | int | float | None:
     """One cell normalized to its column's Python type; None, NA, NaN and '' are missing."""
-    dtype = DTYPES[name]
+    dtype = schema.dtypes[name]
     if is_missing(value):
         return None
     if dtype == STR and isinstance(value, str):
-        if name in JSON_COLUMNS and value:
+        if name in schema.json_columns and value:
             try:
                 json.loads(value)
             except ValueError:
@@ -360,9 +423,14 @@ def _coerce(name: str, value: Any, where: str) -> str | int | float | None:
     raise SchemaError(f"{where}: {name} must be {kind} or None, received {value!r}")
 
 
-def _attach_samples(records: list[dict[str, Any]], samples: Mapping[str, Sequence[float]]) -> dict:
+def _attach_samples(schema: Schema, records: list[dict[str, Any]],
+                    samples: Mapping[str, Sequence[float]]) -> dict:
     """Points each record at its samples and returns the validated ``samples.json`` content."""
-    keys = [row_key(record) for record in records]
+    if schema.key is None:
+        if samples:
+            raise SchemaError(f"{schema.name} have no samples")
+        return {}
+    keys = [schema.key(record) for record in records]
     duplicates = sorted({key for key in keys if keys.count(key) > 1})
     if duplicates:
         raise SchemaError(f"rows repeat (model, target, threads, delegate): {', '.join(duplicates)}")
@@ -384,10 +452,10 @@ def _is_finite_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _to_csv(records: list[dict[str, Any]]) -> str:
+def _to_csv(schema: Schema, records: list[dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(COLUMN_NAMES)
+    writer.writerow(schema.column_names)
     for record in records:  # repr(float) is the shortest text that reads back to the same float
         writer.writerow(["" if v is None else repr(v) if isinstance(v, float) else v
                          for v in record.values()])
@@ -402,22 +470,23 @@ def _write_text(path: Path, text: str) -> None:
         os.fsync(handle.fileno())
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def _read_csv(schema: Schema, path: Path) -> pd.DataFrame:
     """Parses one rows.csv strictly: exact header, field count and cell types."""
+    names, columns_and_types = schema.column_names, schema.columns
     try:
         with path.open(encoding="utf-8", newline="") as handle:
             lines = list(csv.reader(handle, strict=True))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise StoreError(f"cannot read results {path}: {exc}") from None
-    if not lines or tuple(lines[0]) != COLUMN_NAMES:
+    if not lines or tuple(lines[0]) != names:
         found = ",".join(lines[0])[:80] if lines else "an empty file"
-        raise StoreError(f"corrupt results {path}: header is not the results schema, found {found!r}")
+        raise StoreError(f"corrupt results {path}: header is not the {schema.name} schema, found {found!r}")
     body = lines[1:]
-    columns: dict[str, list[Any]] = {name: [] for name in COLUMN_NAMES}
+    columns: dict[str, list[Any]] = {name: [] for name in names}
     for number, cells in enumerate(body, start=1):
-        if len(cells) != len(COLUMNS):
-            raise StoreError(f"corrupt results {path}: row {number} has {len(cells)}/{len(COLUMNS)} fields")
-        for (name, dtype), cell in zip(COLUMNS, cells):
+        if len(cells) != len(names):
+            raise StoreError(f"corrupt results {path}: row {number} has {len(cells)}/{len(names)} fields")
+        for (name, dtype), cell in zip(columns_and_types, cells):
             try:
                 value = None if cell == "" else _PARSERS[dtype](cell)
             except ValueError:
@@ -428,11 +497,9 @@ def _read_csv(path: Path) -> pd.DataFrame:
                 raise StoreError(f"corrupt results {path}: row {number}: {name}={cell[:40]!r} is not "
                                  f"{'a latency' if name.endswith('_us') else 'a finite number'}")
             columns[name].append(value)
-        if cells[COLUMN_NAMES.index("status")] == "ok":
-            missing = [name for name in ("count", "median_us") if cells[COLUMN_NAMES.index(name)] == ""]
-            if "median_us" in missing and cells[COLUMN_NAMES.index("avg_us")] != "":
-                missing.remove("median_us")  # older tools print an average but no median
-            if missing:
-                raise StoreError(f"corrupt results {path}: row {number} is ok but has no "
-                                 f"{' or '.join(missing)}")
-    return pd.DataFrame({name: pd.array(columns[name], dtype=dtype) for name, dtype in COLUMNS})
+        record = {name: values[-1] for name, values in columns.items()}
+        missing = schema.more_required(record)  # what the writer requires, e.g. an ok row's count and median
+        if missing:
+            raise StoreError(f"corrupt results {path}: row {number} ({record.get('status')}) has no "
+                             f"{', '.join(missing)}")
+    return pd.DataFrame({name: pd.array(columns[name], dtype=dtype) for name, dtype in columns_and_types})

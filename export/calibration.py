@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnbench.errors import ExportError
+from .errors import ExportError
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,8 @@ def preprocess(image, resolution: int, input_range: tuple[float, float]) -> np.n
     return pixels * ((high - low) / 255.0) + low
 
 
-def from_folder(folder: Path, count: int, resolution: int, input_range: tuple[float, float]) -> CalibrationSet:
+def from_folder(folder: Path, count: int, resolution: int,
+                input_range: tuple[float, float]) -> CalibrationSet:
     """Load up to ``count`` images from ``folder``; unreadable or too large files are skipped (a warning)."""
     from PIL import Image, UnidentifiedImageError
 
@@ -107,11 +108,13 @@ def from_folder(folder: Path, count: int, resolution: int, input_range: tuple[fl
 def packaged_photos_dir() -> Path:
     spec = importlib.util.find_spec("skimage")
     if spec is None or spec.origin is None:
-        raise ExportError("no calibration images: pass --calib-dir, or install scikit-image for its photographs")
+        raise ExportError("no calibration images: pass --calib-dir, or install scikit-image for its "
+                          "photographs")
     return Path(spec.origin).parent / "data"
 
 
-def from_package(count: int, resolution: int, input_range: tuple[float, float], seed: int = 0) -> CalibrationSet:
+def from_package(count: int, resolution: int, input_range: tuple[float, float],
+                 seed: int = 0) -> CalibrationSet:
     """``count`` crops (random position and scale, some mirrored) of scikit-image's photographs."""
     from PIL import Image, ImageOps
 
@@ -140,7 +143,8 @@ def from_package(count: int, resolution: int, input_range: tuple[float, float], 
     return CalibrationSet(np.stack(images), source, digest.hexdigest())
 
 
-def load(calib_dir: Path | None, count: int, resolution: int, input_range: tuple[float, float]) -> CalibrationSet:
+def load(calib_dir: Path | None, count: int, resolution: int,
+         input_range: tuple[float, float]) -> CalibrationSet:
     if count < 1:
         raise ExportError(f"--calib-samples must be at least 1, got {count}")
     if calib_dir is not None:

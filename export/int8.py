@@ -1,4 +1,5 @@
-"""Full-integer int8 conversion: calibrate, correct the recorded ranges, quantize with a chosen h-swish lowering.
+"""Full-integer int8 conversion: calibrate, correct the recorded ranges, quantize with a chosen h-swish
+lowering.
 
 Lowerings of h-swish (V3 only; V1/V2 have none):
     decomposed  h-swish as x * relu6(x + 3) * 0.16666666: int8 ADD(+RELU6) and MULs, all run by XNNPACK.
@@ -15,25 +16,12 @@ again with every tensor preserved, and each recorded min/max is replaced by the 
 
 from __future__ import annotations
 
-import enum
-
 import numpy as np
 
-from mnbench.errors import ExportError
-from mnbench.quiet import captured
+from device_bench.quiet import captured
 
-from .quantization import IoType
-
-
-class Lowering(str, enum.Enum):
-    DECOMPOSED = "decomposed"
-    FUSED = "fused"
-    FLOAT = "float"
-
-
-# No phone has been measured yet: the decomposed form is fully delegated by XNNPACK on every CPU it runs
-# on, so it is the default everywhere until a device benchmark says otherwise.
-DEFAULT_LOWERING = {"host": Lowering.DECOMPOSED, "android": Lowering.DECOMPOSED}
+from .errors import ExportError
+from .quantization import IoType, Lowering
 
 
 def observed_ranges(model: bytes, images: np.ndarray) -> dict[int, tuple[float, float]]:
@@ -82,9 +70,10 @@ def correct_ranges(calibrated: bytes, images: np.ndarray) -> tuple[bytes, int]:
 
 def float_nodes(calibrated: bytes, blocks: tuple[str, ...]) -> list[str]:
     """Names (first output tensor) of the operators of ``blocks``: what the quantizer's denylist matches."""
-    from device_bench.profile import _tree, groups
+    from device_bench.slices import groups
+    from device_bench.tflite_file import tree as model_tree
 
-    tree = _tree(calibrated)
+    tree = model_tree(calibrated)
     found = dict(groups(tree, "block"))
     unknown = [b for b in blocks if b not in found]
     if unknown:
@@ -110,7 +99,8 @@ def quantize(frozen_function, images: np.ndarray, io: IoType, lowering: Lowering
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ([image[None]] for image in images)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter._experimental_calibrate_only = True   # private but stable since TF 2.3: calibrate, do not quantize
+    # Private but stable since TF 2.3: calibrate, do not quantize.
+    converter._experimental_calibrate_only = True
     # The quantizer writes int8 or float I/O; uint8 I/O is TFLite's own post-pass, as in TFLiteConverter.
     io_dtype = tf.int8 if io is IoType.INT8 else tf.float32
     try:
@@ -122,7 +112,8 @@ def quantize(frozen_function, images: np.ndarray, io: IoType, lowering: Lowering
             # fully_quantize also quantizes the model's inputs and outputs; without it they stay float, with
             # one QUANTIZE after the input and one DEQUANTIZE before the output.
             model = tflite_convert.mlir_quantize(
-                calibrated, fully_quantize=io is IoType.INT8, input_data_type=io_dtype, output_data_type=io_dtype,
+                calibrated, fully_quantize=io is IoType.INT8, input_data_type=io_dtype,
+                output_data_type=io_dtype,
                 denylisted_ops=["HARD_SWISH"] if lowering is Lowering.FLOAT else None,
                 denylisted_nodes=denylisted_nodes)
             if io is IoType.UINT8:

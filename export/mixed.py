@@ -72,9 +72,10 @@ class PhoneTimer:
         self.benchmark_binary, self.connect = benchmark_binary, connect
 
     def block_us(self, model: bytes, tag: str) -> dict[str, float]:
-        from device_bench.profile import _tree, cut, groups
+        from device_bench.slices import cut, groups
+        from device_bench.tflite_file import tree as model_tree
 
-        tree = _tree(model)
+        tree = model_tree(model)
         slices = {label: cut(tree, indices) for label, indices in groups(tree, "block")}
         timed = self._time({f"{tag}-block-{label}": data for label, data in slices.items()})
         return {label: timed[f"{tag}-block-{label}"] * 1000 for label in slices}
@@ -86,15 +87,16 @@ class PhoneTimer:
         """Median (else mean) latency in ms of each model on the phone; a failed run is an error."""
         from device_bench.android import benchmark_devices
         from device_bench.android_run import BenchSettings
-        from mnbench.errors import DeviceError
+        from device_bench.errors import DeviceError
 
         options = {} if self.connect is None else {"connect": self.connect}
         with tempfile.TemporaryDirectory(prefix="mnbench-mixed-") as tmp:
             paths = _written(models, Path(tmp))
             run = benchmark_devices([self.name], list(paths.values()), threads=(self.threads,),
-                                    settings=BenchSettings(num_runs=50, min_secs=1.0, cooldown_max_wait_s=30.0),
-                                    benchmark_binary=self.benchmark_binary, results_root=Path(tmp) / "results",
-                                    **options)
+                                    settings=BenchSettings(num_runs=50, min_secs=1.0,
+                                                           cooldown_max_wait_s=30.0),
+                                    benchmark_binary=self.benchmark_binary,
+                                    results_root=Path(tmp) / "results", **options)
         if run.failed:
             raise DeviceError(f"--precision auto on {self.name}: {run.failed[0].row['error']}")
         by_file = {row["model"]: row["median_us"] if row["median_us"] is not None else row["avg_us"]

@@ -16,20 +16,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mnbench.errors import ExportError
+from device_bench import tflite_file
 from mobilenets_tf.config import ModelConfig
+from mobilenets_tf.specs import HSwishForm
 
-from . import calibration, tflite_file
-from .int8 import DEFAULT_LOWERING, Lowering
-from .quantization import IoType, Quant, configure_converter
+from . import calibration
+from .errors import ExportError, ExportWriteError
+from .quantization import DEFAULT_LOWERING, IoType, Lowering, Quant, configure_converter
 
 DEFAULT_OUT = Path("results/models")
-
-
-class ExportWriteError(ExportError):
-    """The disk refused a model or its sidecar (no space left, read-only, quota): bad input, exit 2."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -58,12 +53,14 @@ class ExportRequest:
     @property
     def lowering(self) -> Lowering | None:
         """The h-swish lowering that applies: only int8 models with h-swish layers have one."""
-        has_hswish = self.config.version.startswith("v3") and self.config.knobs.get("activation") == "hswish" \
-            and not self.config.knobs.get("minimalistic")
+        knobs = self.config.knobs
+        has_hswish = self.config.version.startswith("v3") and knobs.get("activation") == "hswish" \
+            and not knobs.get("minimalistic")
         return self.hswish if self.quant is Quant.INT8 and has_hswish else None
 
 
-def model_stem(config: ModelConfig, quant: Quant, io: IoType = IoType.INT8, lowering: Lowering | None = None) -> str:
+def model_stem(config: ModelConfig, quant: Quant, io: IoType = IoType.INT8,
+               lowering: Lowering | None = None) -> str:
     """``v3-small_a1.00_r224_int8``, with non-default knobs, classes, I/O type and lowering spelled out."""
     parts = [config.version, f"a{config.alpha:.2f}", f"r{config.resolution}"]
     parts += [f"{k}-{str(v).lower()}" for k, v in sorted(config.non_default_knobs.items())]
@@ -81,7 +78,8 @@ def request_stem(request: ExportRequest) -> str:
     """File name stem of a request: ``model_stem`` plus its precision choices."""
     stem = model_stem(request.config, request.quant, request.io, request.lowering)
     if request.quant is Quant.INT8 and request.precision == "auto":
-        where = "" if request.target == "host" else "-" + "".join(c if c.isalnum() else "-" for c in request.target)
+        where = "" if request.target == "host" else \
+            "-" + "".join(c if c.isalnum() else "-" for c in request.target)
         stem += f"_precision-auto{where}-t{request.threads}"
     if request.quant is Quant.INT8 and request.float_blocks:
         stem += "_float-" + "-".join(request.float_blocks)
@@ -93,9 +91,9 @@ def request_stem(request: ExportRequest) -> str:
 def tool_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
-    import mnbench
+    from device_bench.provenance import toolkit_version
 
-    result = {"mnbench": mnbench.__version__}
+    result = {"mnbench": toolkit_version()}
     for package in ("tensorflow", "keras", "ai-edge-litert"):
         try:
             result[package] = version(package)
@@ -104,17 +102,23 @@ def tool_versions() -> dict[str, str]:
     return result
 
 
-def code_digest() -> str:
-    """sha256 of the builder and exporter sources: a model made by other code is not up to date."""
+# The packages an exported model's bytes depend on: export and every package it imports (the builders, and
+# device_bench's .tflite file layer and slicing for mixed precision); tests/test_layers.py keeps it complete.
+SOURCE_PACKAGES = ("mobilenets_tf", "device_bench", "export")
+
+
+def code_digest(root: Path = Path(__file__).resolve().parent.parent) -> str:
+    """sha256 of the sources of ``SOURCE_PACKAGES`` under ``root``: a model made by other code is not up
+    to date."""
     digest = hashlib.sha256()
-    root = Path(__file__).resolve().parent.parent
-    for package in ("mobilenets_tf", "export"):
-        for source in sorted((root / package).glob("*.py")):
-            digest.update(source.name.encode() + source.read_bytes())
+    for package in SOURCE_PACKAGES:
+        for source in sorted((root / package).rglob("*.py")):
+            digest.update(source.relative_to(root).as_posix().encode() + b"\0" + source.read_bytes())
     return digest.hexdigest()
 
 
-def cache_key(request: ExportRequest, calib: calibration.CalibrationSet | None, weights_sha: str | None) -> str:
+def cache_key(request: ExportRequest, calib: calibration.CalibrationSet | None,
+              weights_sha: str | None) -> str:
     payload = {"config": request.config.as_dict(), "quant": request.quant.value, "io": request.io.value,
                "hswish": request.lowering.value if request.lowering else None,
                "softmax": request.ends_in_softmax,
@@ -133,7 +137,7 @@ def _cached(tflite: Path, sidecar: Path, key: str) -> dict | None:
         recorded = json.loads(sidecar.read_text())
     except (OSError, ValueError):
         return None
-    if recorded.get("cache_key") != key or recorded.get("sha256") != tflite_file.sha256(tflite.read_bytes()):
+    if recorded.get("cache_key") != key or recorded.get("sha256") != tflite_file.sha256(tflite):
         return None
     return recorded
 
@@ -188,9 +192,9 @@ class _Prepared:
     reference: tuple | None
     frozen: dict
 
-    def frozen_graph(self, config: ModelConfig, hswish: str, softmax: bool = True):
-        """The model as a frozen concrete function, with h-swish built as ``hswish``, ending in a softmax or at
-        the logits (same weights)."""
+    def frozen_graph(self, config: ModelConfig, hswish: HSwishForm, softmax: bool = True):
+        """The model as a frozen concrete function, with h-swish built as ``hswish``, ending in a softmax
+        or at the logits (same weights)."""
         key = (hswish, softmax and config.include_top)
         if key not in self.frozen:
             from mobilenets_tf import _quiet  # noqa: F401
@@ -202,7 +206,7 @@ class _Prepared:
             from mobilenets_tf.keras_apps import transfer_weights
 
             model = self.model
-            if key != ("builtin", config.include_top):
+            if key != (HSwishForm.BUILTIN, config.include_top):
                 model = build_from_config(config, batch_size=1, hswish=hswish,
                                           classifier_activation="softmax" if key[1] else None)
                 transfer_weights(self.model, model)
@@ -224,17 +228,19 @@ def _prepare(request: ExportRequest, calib: calibration.CalibrationSet | None) -
     return _Prepared(model, weights, reference, {})
 
 
-def convert(prepared: _Prepared, request: ExportRequest, calib: calibration.CalibrationSet | None) -> tuple[bytes, dict]:
+def convert(prepared: _Prepared, request: ExportRequest,
+            calib: calibration.CalibrationSet | None) -> tuple[bytes, dict]:
     """Frozen Keras graph -> .tflite bytes for ``request.quant`` (TensorFlow's converter, output silenced)."""
     from mobilenets_tf import _quiet  # noqa: F401
 
     import tensorflow as tf
 
-    from mnbench.quiet import captured
+    from device_bench.quiet import captured
 
     if request.quant is Quant.INT8:
         return _convert_int8(prepared, request, calib)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([prepared.frozen_graph(request.config, "builtin")])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([prepared.frozen_graph(request.config,
+                                                                                       HSwishForm.BUILTIN)])
     configure_converter(converter, request.quant)
     try:
         with captured():
@@ -246,7 +252,7 @@ def convert(prepared: _Prepared, request: ExportRequest, calib: calibration.Cali
 def _convert_int8(prepared: _Prepared, request: ExportRequest, calib) -> tuple[bytes, dict]:
     from .int8 import quantize
 
-    hswish = "decomposed" if request.lowering is Lowering.DECOMPOSED else "builtin"
+    hswish = request.lowering.form if request.lowering else HSwishForm.BUILTIN
     frozen = prepared.frozen_graph(request.config, hswish, request.ends_in_softmax)
     lowering = request.lowering or Lowering.FUSED
 
@@ -324,7 +330,8 @@ def _calibration(group: list[ExportRequest]) -> calibration.CalibrationSet | Non
         return None
     request = group[0]
     spec = request.config.spec
-    return calibration.load(request.calib_dir, request.calib_samples, request.config.resolution, spec.input_range)
+    return calibration.load(request.calib_dir, request.calib_samples, request.config.resolution,
+                            spec.input_range)
 
 
 def _weights_digest(weights: Path | None) -> str | None:
@@ -332,9 +339,7 @@ def _weights_digest(weights: Path | None) -> str | None:
         return None
     if not Path(weights).is_file():
         raise ExportError(f"weights file {weights} does not exist")
-    from mnbench.files import file_sha256
-
-    return file_sha256(weights)
+    return tflite_file.sha256(weights)
 
 
 def _write(prepared: _Prepared, request: ExportRequest, calib, key: str, tflite: Path, sidecar: Path,
@@ -344,8 +349,9 @@ def _write(prepared: _Prepared, request: ExportRequest, calib, key: str, tflite:
     data, conversion = convert(prepared, request, calib)
     lowering = request.lowering.value if request.lowering else None
     output = "probabilities" if request.ends_in_softmax else "logits"
+    report = request.config.cost()
     embedded = {"config": request.config.as_dict(), "quant": request.quant.value, "io": request.io.value,
-                "hswish": lowering, "output": output,
+                "hswish": lowering, "output": output, "params": report.params, "macs": report.macs,
                 "weights": prepared.weights["source"], "input_range": list(request.config.spec.input_range),
                 "mnbench": tool_versions()["mnbench"]}
     data = tflite_file.embed_metadata(data, embedded)
@@ -378,8 +384,8 @@ def _record(request: ExportRequest, prepared: _Prepared, calib, key: str, tflite
         "config": request.config.as_dict(), "version": request.config.version, "alpha": request.config.alpha,
         "resolution": request.config.resolution, "knobs": request.config.knobs,
         "params": report.params, "macs": report.macs, "quant": request.quant.value, "io": request.io.value,
-        "hswish": lowering, "output": output, "conversion": conversion, "inputs": info["inputs"], "outputs": info["outputs"],
-        "op_histogram": info["op_histogram"],
+        "hswish": lowering, "output": output, "conversion": conversion, "inputs": info["inputs"],
+        "outputs": info["outputs"], "op_histogram": info["op_histogram"],
         "float_ops": info["float_ops"] if request.quant is Quant.INT8 else [],
         "delegation": info["delegation"], "weights": prepared.weights,
         "calibration": {"source": calib.source, "samples": calib.count} if calib is not None else None,

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import enum
-from mnbench.errors import ExportError
+
+from mobilenets_tf.specs import HSwishForm
+
+from .errors import ExportError
 
 
 class Quant(str, enum.Enum):
@@ -17,6 +20,24 @@ class IoType(str, enum.Enum):
     INT8 = "int8"
     UINT8 = "uint8"
     FLOAT = "float"
+
+
+class Lowering(str, enum.Enum):
+    """How an int8 model runs h-swish (see ``export.int8``): int8 layers, a fused int8 op, or float32."""
+
+    DECOMPOSED = "decomposed"
+    FUSED = "fused"
+    FLOAT = "float"
+
+    @property
+    def form(self) -> HSwishForm:
+        """How the Keras graph writes h-swish for this lowering."""
+        return HSwishForm.DECOMPOSED if self is Lowering.DECOMPOSED else HSwishForm.BUILTIN
+
+
+# No phone has been measured yet: the decomposed form is fully delegated by XNNPACK on every CPU it runs
+# on, so it is the default everywhere until a device benchmark says otherwise.
+DEFAULT_LOWERING = {"host": Lowering.DECOMPOSED, "android": Lowering.DECOMPOSED}
 
 
 def configure_converter(converter, quant: Quant) -> None:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from mnbench.errors import ExportError
+from device_bench.tflite_file import open_interpreter
 
+from .errors import ExportError
 from .quantization import Quant
-from .tflite_file import open_interpreter
 
 FP32_MAX_ABS_DIFF = 1e-4
 

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mnbench.files import file_sha256
-from mnbench.errors import ExportError, SpecError
+from device_bench.tflite_file import sha256
 from mobilenets_tf.config import ModelConfig
+from mobilenets_tf.errors import SpecError
+
+from .errors import ExportError
 
 RANDOM_SEED = 0
 
@@ -30,7 +32,8 @@ def build_model(config: ModelConfig, weights: Path | None, images: np.ndarray):
     model = build_from_config(config, batch_size=1)
     if weights is None:
         set_batchnorm_statistics(model, images)
-        return model, {"source": f"random (seed {RANDOM_SEED}), BatchNorm statistics from the calibration images",
+        return model, {"source": f"random (seed {RANDOM_SEED}), BatchNorm statistics from the calibration "
+                                 f"images",
                        "sha256": None}
     weights = Path(weights)
     if not weights.is_file():
@@ -41,7 +44,7 @@ def build_model(config: ModelConfig, weights: Path | None, images: np.ndarray):
     except Exception as own_error:  # not that layout: try keras.applications' for this configuration
         kind = "keras.applications weights, transferred"
         _load_keras_application_weights(config, model, weights, own_error)
-    return model, {"source": f"{weights} ({kind} weights)", "sha256": file_sha256(weights)}
+    return model, {"source": f"{weights} ({kind} weights)", "sha256": sha256(weights)}
 
 
 def _load_strictly(model, path: Path) -> None:
@@ -51,7 +54,8 @@ def _load_strictly(model, path: Path) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model.load_weights(path)
-    skipped = [str(w.message) for w in caught if "load" in str(w.message).lower() or "skipping" in str(w.message).lower()]
+    messages = [str(w.message) for w in caught]
+    skipped = [m for m in messages if "load" in m.lower() or "skipping" in m.lower()]
     if skipped:
         raise ValueError(skipped[0])
 
@@ -84,8 +88,8 @@ def set_batchnorm_statistics(model, images: np.ndarray) -> None:
 
     import keras
 
-    layers = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
-    saved = [l.momentum for l in layers]
+    layers = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    saved = [layer.momentum for layer in layers]
     for layer in layers:
         layer.momentum = 0.0
     batch = images[: min(len(images), 16)]

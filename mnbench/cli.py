@@ -1,7 +1,8 @@
 """The ``mnbench`` command line. Commands parse options, call the libraries and print; nothing else.
 
-One error boundary (``main``): expected failures (``MnbenchError``, click usage errors) print one line on
-stderr and exit non-zero; anything else is a bug and shows a traceback only with ``-v``.
+One error boundary (``main``): expected failures (each stage's errors, ours, click usage errors) print one
+line on stderr and exit with the code ``EXIT_CODES`` gives; anything else is a bug and shows a traceback
+only with ``-v``.
 """
 
 from __future__ import annotations
@@ -12,10 +13,33 @@ import sys
 
 import click
 
-from . import __version__
-from .errors import MnbenchError
+from device_bench.errors import BenchError, BenchInputError, DeviceError, UnknownSerial
+from export.errors import ExportError, ExportWriteError
+from mobilenets_tf.errors import SpecError
+from mobilenets_tf.registry import list_versions
 
-VERSIONS = ("v1", "v2", "v3-large", "v3-small")
+from . import __version__
+from .errors import EXPECTED, MnbenchError, MnbenchFailure
+
+# Exit status of each kind of expected failure; the first class an error is an instance of decides.
+EXIT_CODES: tuple[tuple[type[Exception], int], ...] = (
+    (UnknownSerial, 2),      # no adb server or USB phone has the serial given (a typo)
+    (DeviceError, 3),        # a phone or adb server could not be reached, or dropped the connection
+    (BenchInputError, 2),    # results, model files or options the benchmark tools cannot use
+    (BenchError, 1),         # a benchmark that failed or printed nothing we can read
+    (ExportWriteError, 2),   # the disk refused a model or its sidecar (full, read-only)
+    (ExportError, 1),        # a model that could not be converted, calibrated, verified or written
+    (SpecError, 2),          # an architecture, width, resolution or knob the builders do not accept
+    (MnbenchFailure, 1),     # a composed feature that could not finish (training)
+    (MnbenchError, 2),       # bad input to a composed feature
+)
+
+
+def exit_code(error: BaseException) -> int:
+    """The exit status for an expected failure (``EXIT_CODES``)."""
+    return next(code for kind, code in EXIT_CODES if isinstance(error, kind))
+
+VERSIONS = tuple(list_versions())
 
 
 def parse_knobs(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -73,11 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as error:
         click.echo(f"mnbench: error: {_one_line(error.format_message())}", err=True)
         return error.exit_code
-    except MnbenchError as error:
+    except EXPECTED as error:
         if verbose:
             logging.getLogger("mnbench").exception("details")
         click.echo(f"mnbench: error: {_one_line(str(error))}", err=True)
-        return error.exit_code
+        return exit_code(error)
     except KeyboardInterrupt:
         click.echo("mnbench: interrupted", err=True)
         return 130

@@ -1,37 +1,21 @@
-"""Errors the command line turns into a one-line message and a non-zero exit code.
+"""Errors of the features composed on top of the stages (accuracy, reports, command-line checks).
 
-Every package raises subclasses of :class:`MnbenchError` for bad input or failed tools; anything else is a
-bug and is reported with a traceback only under ``mnbench -v``.
+Each stage package owns its errors (``mobilenets_tf.errors``, ``export.errors``, ``device_bench.errors``);
+``mnbench.cli`` is the one place that turns them into exit codes.
 """
+
+from device_bench.errors import BenchError
+from export.errors import ExportError
+from mobilenets_tf.errors import SpecError
 
 
 class MnbenchError(Exception):
-    """Base of all expected failures; ``exit_code`` is what the CLI exits with."""
-
-    exit_code = 2
+    """Bad input to a composed feature (a data folder, a report, an option that does not fit)."""
 
 
-class SpecError(MnbenchError, ValueError):
-    """An architecture, width, resolution or knob that the builders do not accept."""
+class MnbenchFailure(MnbenchError):
+    """A composed feature that could not finish (e.g. training whose loss became NaN)."""
 
 
-class ExportError(MnbenchError):
-    """A model could not be converted, calibrated, verified or written."""
-
-    exit_code = 1
-
-
-class BenchError(MnbenchError):
-    """A benchmark could not be run or its output could not be read."""
-
-    exit_code = 1
-
-
-class DeviceError(BenchError):
-    """A device could not be reached, refused us, or dropped the connection."""
-
-    exit_code = 3
-
-
-class ToolOutputParseError(BenchError):
-    """Benchmark tool output that does not hold the figures we need."""
+# Every expected failure: the roots of each stage's errors and ours. Anything else is a bug.
+EXPECTED = (SpecError, ExportError, BenchError, MnbenchError)

@@ -20,17 +20,22 @@ PARAMS_TOLERANCE, MACS_TOLERANCE = 0.02, 0.03
 
 KNOWN_MISMATCHES = {
     ("mnv1_slim_grid.csv", "0.25-192", "macs"):
-        "slim prints 34M, but its own 0.25 row scales as resolution^2 (41M at 224, 21M at 160): 30M is consistent",
+        "slim prints 34M, but its own 0.25 row scales as resolution^2 (41M at 224, 21M at 160): 30M is "
+        "consistent",
     ("mnv2_slim_readme.csv", "mobilenet_v2_0.5_96", "macs"):
-        "slim prints 18M; 17.6M without the 1.28M-MAdd classifier, 18.9M with it (its 1.0_96 row includes it)",
+        "slim prints 18M; 17.6M without the 1.28M-MAdd classifier, 18.9M with it "
+        "(its 1.0_96 row includes it)",
     ("mnv2_slim_readme.csv", "mobilenet_v2_0.35_96", "macs"):
-        "slim prints 11M; 10.7M without the 1.28M-MAdd classifier, 11.9M with it (its 1.0_96 row includes it)",
+        "slim prints 11M; 10.7M without the 1.28M-MAdd classifier, 11.9M with it "
+        "(its 1.0_96 row includes it)",
     ("mnv3_table3_float.csv", "V2 1.0", "params"):
-        "V2 paper prints 3.4M; the released model (slim README) has 3.47M, we count 3.49M: the paper truncates",
+        "V2 paper prints 3.4M; the released model (slim README) has 3.47M, we count 3.49M: the paper "
+        "truncates",
     ("mnv3_table3_float.csv", "V2 0.35", "params"):
         "paper prints 1.6M; slim README gives 1.66M for the same model, we count 1.67M: the paper truncates",
     ("mnv2_table4_imagenet.csv", "MobileNetV2", "params"):
-        "V2 paper prints 3.4M; the released model (slim README) has 3.47M, we count 3.49M: the paper truncates",
+        "V2 paper prints 3.4M; the released model (slim README) has 3.47M, we count 3.49M: the paper "
+        "truncates",
     ("mnv2_table4_imagenet.csv", "MobileNetV2 (1.4)", "params"):
         "V2 paper prints 6.9M; slim README gives 6.06M and Keras 6.16M with BN statistics; we count 6.08M",
     ("mnv3_slim_readme_and_doc_tables.csv", "Small 1.0 float", "params"):
@@ -84,7 +89,8 @@ def _rows(name: str, root: Path):
 
 
 def _published_configs(root: Path):
-    """(file, label, version, alpha, resolution, knobs, params_text, macs_text, citation) per published row."""
+    """(file, label, version, alpha, resolution, knobs, params_text, macs_text, citation) per published
+    row."""
     for r in _rows("mnv1_table4_conv_vs_depthwise.csv", root):
         knobs = (("separable", False),) if r["model"].startswith("Conv") else ()
         yield ("mnv1_table4_conv_vs_depthwise.csv", r["model"], "v1", 1.0, 224, knobs,
@@ -98,8 +104,8 @@ def _published_configs(root: Path):
             yield ("mnv1_slim_grid.csv", f"{r['alpha']}-{r['resolution']}", "v1", float(r["alpha"]),
                    int(r["resolution"]), (), r["million_params"], r["million_macs"], r["source"])
     for r in _rows("mnv2_slim_readme.csv", root):
-        yield ("mnv2_slim_readme.csv", r["checkpoint"], "v2", float(r["depth_multiplier"]), int(r["resolution"]),
-               (), r["params_millions"], r["macs_millions"], r["source"])
+        yield ("mnv2_slim_readme.csv", r["checkpoint"], "v2", float(r["depth_multiplier"]),
+               int(r["resolution"]), (), r["params_millions"], r["macs_millions"], r["source"])
     v2_paper = {"MobileNetV1": ("v1", 1.0), "MobileNetV2": ("v2", 1.0), "MobileNetV2 (1.4)": ("v2", 1.4)}
     for r in _rows("mnv2_table4_imagenet.csv", root):
         if r["network"] in v2_paper:
@@ -120,8 +126,8 @@ def _published_configs(root: Path):
         version = "v3-large" if r["variant"].startswith("Large") else "v3-small"
         knobs = (("minimalistic", True),) if "minimalistic" in r["variant"] else ()
         label = f"{r['variant']} {r['depth_multiplier']} float"
-        yield ("mnv3_slim_readme_and_doc_tables.csv", label, version, float(r["depth_multiplier"]), 224, knobs,
-               r["params_millions"], r["macs_millions"], r["source"])
+        yield ("mnv3_slim_readme_and_doc_tables.csv", label, version, float(r["depth_multiplier"]), 224,
+               knobs, r["params_millions"], r["macs_millions"], r["source"])
 
 
 def comparisons(root: Path = REFERENCE_DIR) -> list[Comparison]:

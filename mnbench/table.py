@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Sequence
 
 
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], right: Sequence[bool] | None = None) -> str:
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]],
+                 right: Sequence[bool] | None = None) -> str:
     """Columns padded to their widest cell; numbers right-aligned unless ``right`` says otherwise."""
     cells = [[_cell(v) for v in row] for row in rows]
     if right is None:
@@ -27,5 +28,6 @@ def _cell(value: object) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.2f}" if abs(value) < 1000 else f"{value:,.1f}"
+        digits = 3 if abs(value) < 10 else 2 if abs(value) < 1000 else 1
+        return f"{value:,.{digits}f}"
     return str(value)

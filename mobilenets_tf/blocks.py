@@ -15,7 +15,7 @@ import keras
 from keras import layers
 
 from .plan import ClassifierLayer, ConvLayer, DwSepLayer, InvResLayer, PoolLayer
-from .specs import Act, Gate
+from .specs import Act, Gate, HSwishForm
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class BlockOptions:
     bn_epsilon: float = 1e-3
     dropout: float = 0.2
     classifier_activation: str | None = "softmax"
-    hswish: str = "builtin"    # "builtin" (keras hard_swish -> HARD_SWISH op) or "decomposed"
+    hswish: HSwishForm = HSwishForm.BUILTIN
 
 
 class DecomposedHardSwish(layers.Layer):
@@ -41,10 +41,10 @@ class DecomposedHardSwish(layers.Layer):
         return inputs * keras.ops.relu6(inputs + 3.0) * 0.16666666
 
 
-def activation(x, act: Act, name: str, hswish: str = "builtin"):
+def activation(x, act: Act, name: str, hswish: HSwishForm = HSwishForm.BUILTIN):
     if act is Act.LINEAR:
         return x
-    if act is Act.HSWISH and hswish == "decomposed":
+    if act is Act.HSWISH and HSwishForm(hswish) is HSwishForm.DECOMPOSED:
         return DecomposedHardSwish(name=name)(x)
     if act is Act.RELU:
         return layers.ReLU(name=name)(x)

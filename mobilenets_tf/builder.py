@@ -10,6 +10,7 @@ import keras
 
 from .blocks import BlockOptions, build_layers
 from .config import ModelConfig, configure
+from .specs import HSwishForm
 
 
 def build(version: str, alpha: float = 1.0, resolution: int = 224, num_classes: int = 1000,
@@ -37,11 +38,13 @@ def build(version: str, alpha: float = 1.0, resolution: int = 224, num_classes: 
 
 
 def build_from_config(config: ModelConfig, batch_size: int | None = None, dropout: float = 0.2,
-                      classifier_activation: str | None = "softmax", hswish: str = "builtin") -> keras.Model:
+                      classifier_activation: str | None = "softmax",
+                      hswish: HSwishForm = HSwishForm.BUILTIN) -> keras.Model:
     """Build the Keras model of an already validated :class:`ModelConfig`.
 
-    ``hswish="decomposed"`` writes h-swish as ``x * relu6(x + 3) / 6`` layers (same function, same weights),
-    the int8-friendly lowering the export stage uses.
+    ``hswish=HSwishForm.DECOMPOSED`` writes h-swish as ``x * relu6(x + 3) * 0.16666666`` layers (same
+    function, same weights; the constant is deliberately not 1/6, see ``DecomposedHardSwish``), the
+    int8-friendly lowering the export stage uses.
     """
     options = BlockOptions(dropout=dropout, classifier_activation=classifier_activation, hswish=hswish)
     inputs = keras.Input((config.resolution, config.resolution, 3), batch_size=batch_size, name="image")

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from mnbench.errors import SpecError
+from .errors import SpecError
 
 from .cost import CostReport, cost
 from .plan import Plan, resolve

@@ -12,7 +12,7 @@ from . import _quiet  # noqa: F401  (before keras: keeps TF start-up noise quiet
 import keras
 import numpy as np
 
-from mnbench.errors import SpecError
+from .errors import SpecError
 
 from .config import ModelConfig
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .specs import Act, ArchSpec, Classifier, Conv, DwSep, Gate, InvRes, Pool, Width, make_divisible, scale_filters
+from .specs import (Act, ArchSpec, Classifier, Conv, DwSep, Gate, InvRes, Pool, Width, make_divisible,
+                    scale_filters)
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,8 @@ class DwSepLayer:
     out_size: int
 
     def ops(self) -> tuple[WeightOp, ...]:
-        return (WeightOp(f"{self.name}_dw", "depthwise", 3, self.in_channels, self.in_channels, self.out_size),
+        return (WeightOp(f"{self.name}_dw", "depthwise", 3, self.in_channels, self.in_channels,
+                         self.out_size),
                 WeightOp(f"{self.name}_pw", "conv", 1, self.in_channels, self.filters, self.out_size))
 
 
@@ -85,7 +87,8 @@ class InvResLayer:
     def ops(self) -> tuple[WeightOp, ...]:
         ops = []
         if self.expanded != self.in_channels:
-            ops.append(WeightOp(f"{self.name}_expand", "conv", 1, self.in_channels, self.expanded, self.in_size))
+            ops.append(WeightOp(f"{self.name}_expand", "conv", 1, self.in_channels, self.expanded,
+                                self.in_size))
         ops.append(WeightOp(f"{self.name}_dw", "depthwise", self.kernel_size, self.expanded, self.expanded,
                             self.out_size))
         if self.se_filters:

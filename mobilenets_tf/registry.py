@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from mnbench.errors import SpecError
+from .errors import SpecError
 
 from . import tables
 from .specs import Act, ArchSpec, Classifier, Conv, DwSep, Gate, InvRes, Pool, Row
@@ -79,7 +79,8 @@ def _v1_shallow(rows: Rows, shallow: bool) -> Rows:
     if not shallow:
         return rows
     # V1 Table 5: drop the five separable layers of feature size 14x14x512.
-    five = [i for i, r in enumerate(rows) if isinstance(r, (DwSep, Conv)) and r.filters == 512 and r.strides == 1]
+    five = [i for i,
+            r in enumerate(rows) if isinstance(r, (DwSep, Conv)) and r.filters == 512 and r.strides == 1]
     return tuple(r for i, r in enumerate(rows) if i not in five)
 
 
@@ -87,7 +88,8 @@ def _v1_shallow(rows: Rows, shallow: bool) -> Rows:
 
 def _v2_expansion(rows: Rows, expansion: float) -> Rows:
     # The first bottleneck keeps t=1, as in Table 2; every t=6 block takes the new factor.
-    return _map_rows(rows, InvRes, lambda r: r if r.expansion == 1 else dataclasses.replace(r, expansion=expansion))
+    return _map_rows(rows, InvRes,
+                     lambda r: r if r.expansion == 1 else dataclasses.replace(r, expansion=expansion))
 
 
 def _set_field(field: str):

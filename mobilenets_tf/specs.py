@@ -20,6 +20,15 @@ class Act(str, enum.Enum):
     SWISH = "swish"
 
 
+class HSwishForm(str, enum.Enum):
+    """How the Keras graph writes h-swish: keras' ``hard_swish`` (one HARD_SWISH op in TFLite), or
+    ``x * relu6(x + 3) * 0.16666666`` layers (the same function, same weights; see
+    ``DecomposedHardSwish``)."""
+
+    BUILTIN = "builtin"
+    DECOMPOSED = "decomposed"
+
+
 class Width(str, enum.Enum):
     """How the width multiplier alpha applies to a layer."""
 

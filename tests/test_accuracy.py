@@ -79,8 +79,8 @@ def shapes(tmp_path_factory):
 def trained(shapes, tmp_path_factory):
     out = tmp_path_factory.mktemp("weights") / "shapes.weights.h5"
     code, stdout, stderr = run("finetune", "--version", "v3-small", "--alpha", "0.35", "--resolution", "32",
-                               "--data", str(shapes[0]), "--epochs", "8", "--batch-size", "16", "--lr", "3e-3",
-                               "--out", str(out), "--json")
+                               "--data", str(shapes[0]), "--epochs", "8", "--batch-size", "16", "--lr",
+                               "3e-3", "--out", str(out), "--json")
     assert code == 0, stderr
     return out, json.loads(stdout)
 
@@ -91,9 +91,10 @@ def exported(trained, shapes, tmp_path_factory):
     from export.quantization import Quant
 
     weights = trained[0]
-    config = carried_config(weights)                       # no flags: the configuration comes with the weights
+    config = carried_config(weights)           # no flags: the configuration comes with the weights
     out = tmp_path_factory.mktemp("models")
-    records = export_many([ExportRequest(config, quant, weights=weights, calib_dir=shapes[0], calib_samples=48)
+    records = export_many([ExportRequest(config, quant, weights=weights, calib_dir=shapes[0],
+                                         calib_samples=48)
                            for quant in (Quant.FP32, Quant.INT8)], out)
     return [out / record["file"] for record in records]
 
@@ -106,7 +107,8 @@ def test_finetune_writes_weights_that_carry_their_configuration(trained):
     assert carried.record["preprocessing"]["input_range"] == [0.0, 255.0]
     assert report["train_images"] + report["val_images"] == 90 and report["val_images"] == 18
     assert 1 <= report["best_epoch"] <= report["epochs_run"] <= 8
-    assert carried_config(weights, version="v3-small", resolution=64).resolution == 64   # conv weights: any size
+    assert carried_config(weights, version="v3-small",
+                          resolution=64).resolution == 64   # conv weights: any size
     with pytest.raises(WeightsFileError, match="alpha=0.35, not 0.5"):
         carried_config(weights, alpha=0.5)
 
@@ -230,8 +232,8 @@ def _without_names(model: Path, tmp_path: Path) -> Path:
 
 def test_skip_unreadable_and_not_a_model(exported, tmp_path):
     data = _corrupt(make_shapes(tmp_path / "data", 3, 0))
-    code, stdout, stderr = run("evaluate", str(exported[1]), "--data", str(data), "--no-store", "--skip-unreadable",
-                               "--json")
+    code, stdout, stderr = run("evaluate", str(exported[1]), "--data", str(data), "--no-store",
+                               "--skip-unreadable", "--json")
     assert code == 0, stderr
     assert json.loads(stdout)[0]["count"] == 9 and json.loads(stdout)[0]["skipped"] == 1
     (tmp_path / "fake.tflite").write_bytes(b"not a model at all")
@@ -293,17 +295,21 @@ def test_export_options_come_from_the_weights(trained, shapes, export_like):
     carried = json.loads(result.output)
     assert carried["versions"] == ["v3-small"] and (carried["alpha"], carried["resolution"]) == (0.35, 32)
     assert carried["num_classes"] == 3 and carried["knobs"]["activation"] == "hswish"
-    assert Path(carried["calib_dir"]) == shapes[0].resolve()         # calibrate on what the model was trained on
-    result = CliRunner().invoke(export_like, ["--weights", weights, "--resolution", "64", "--calib-dir", "elsewhere"])
-    assert json.loads(result.output)["resolution"] == 64 and json.loads(result.output)["calib_dir"] == "elsewhere"
-    for wrong, message in ((["--classes", "10"], "num_classes=3, not 10"), (["--set", "activation=relu"], "knobs"),
+    assert Path(carried["calib_dir"]) == shapes[0].resolve()   # calibrate on what the model was trained on
+    result = CliRunner().invoke(export_like,
+                                ["--weights", weights, "--resolution", "64", "--calib-dir", "elsewhere"])
+    shown = json.loads(result.output)
+    assert shown["resolution"] == 64 and shown["calib_dir"] == "elsewhere"
+    for wrong, message in ((["--classes", "10"], "num_classes=3, not 10"),
+                           (["--set", "activation=relu"], "knobs"),
                            (["--version", "v2"], "version=v3-small, not v2")):
         result = CliRunner().invoke(export_like, ["--weights", weights, *wrong])
         assert isinstance(result.exception, WeightsFileError) and message in str(result.exception)
     result = CliRunner().invoke(export_like, [])
     assert result.exit_code == 2 and "Missing option '--version'" in result.output
     plain = json.loads(CliRunner().invoke(export_like, ["--version", "v2", "--alpha", "0.5"]).output)
-    assert (plain["versions"], plain["alpha"], plain["resolution"], plain["num_classes"]) == (["v2"], 0.5, 224, 1000)
+    assert (plain["versions"], plain["alpha"], plain["resolution"], plain["num_classes"]) == (["v2"], 0.5,
+                                                                                              224, 1000)
 
 
 def test_transfer_learning_starts_from_every_kind_of_weights_file(trained, tmp_path):
@@ -357,4 +363,5 @@ def test_top_k_counts_ties_fairly_and_the_intervals():
     assert 0.88 < low < 0.89 and high == 1.0
     assert metrics.mcnemar_p(0, 0) == 1.0 and metrics.mcnemar_p(0, 6) == pytest.approx(0.03125)
     assert metrics.mcnemar_p(600, 700) < 0.01                                    # big counts: no overflow
-    assert datasets.sort_names(["10", "2", "1"]) == ["1", "2", "10"] and datasets.sort_names(["b", "A"]) == ["A", "b"]
+    assert datasets.sort_names(["10", "2", "1"]) == ["1", "2",
+                                                     "10"] and datasets.sort_names(["b", "A"]) == ["A", "b"]

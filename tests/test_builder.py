@@ -30,26 +30,29 @@ def test_builds_and_costs_agree_with_the_graph(version, knobs):
     model = build_from_config(config)
     assert model.output_shape == (None, 10)
     built, planned = cost(model), config.cost()
-    assert [(r.name, r.params, r.macs) for r in built.rows] == [(r.name, r.params, r.macs) for r in planned.rows]
+    assert [(r.name, r.params, r.macs) for r in built.rows] == [(r.name, r.params,
+                                                                 r.macs) for r in planned.rows]
     out = model(images(version, resolution=64), training=False).numpy()
     np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
 
 
 def test_layer_names_are_deterministic():
-    first = [l.name for l in build("v3-small", resolution=64).layers]
-    second = [l.name for l in build("v3-small", resolution=64).layers]
+    first = [layer.name for layer in build("v3-small", resolution=64).layers]
+    second = [layer.name for layer in build("v3-small", resolution=64).layers]
     assert first == second and "block01_se_reduce" in first and "head1" in first
 
 
 def test_knobs_change_the_graph():
     def kinds(model):
-        return {type(l).__name__ for l in model.layers} | {
-            getattr(l, "activation", None).__name__ for l in model.layers if isinstance(l, keras.layers.Activation)}
+        return {type(layer).__name__ for layer in model.layers} | {
+            getattr(layer, "activation", None).__name__ for layer in model.layers if isinstance(layer,
+                                                                                        keras.layers.Activation)}
     swish = kinds(build("v3-small", resolution=64, activation="swish"))
     assert "silu" in swish and "hard_silu" not in swish and "sigmoid" in swish
     no_residual = build("v2", resolution=64, residual=False)
-    assert not any(isinstance(l, keras.layers.Add) for l in no_residual.layers)
-    assert not any(isinstance(l, keras.layers.DepthwiseConv2D) for l in build("v1", resolution=64, separable=False).layers)
+    assert not any(isinstance(layer, keras.layers.Add) for layer in no_residual.layers)
+    assert not any(isinstance(layer, keras.layers.DepthwiseConv2D) for layer in build("v1", resolution=64,
+                                                                              separable=False).layers)
 
 
 def test_include_top_false_and_fixed_batch():
@@ -57,7 +60,8 @@ def test_include_top_false_and_fixed_batch():
     assert model.input_shape == (1, 96, 96, 3) and model.output_shape == (1, 3, 3, 1280)
 
 
-INTERCHANGE = [("v1", 1.0, 128, False), ("v1", 0.25, 128, False), ("v2", 1.0, 96, False), ("v2", 1.4, 96, False),
+INTERCHANGE = [("v1", 1.0, 128, False), ("v1", 0.25, 128, False), ("v2", 1.0, 96, False),
+               ("v2", 1.4, 96, False),
                ("v2", 0.35, 96, False), ("v3-large", 1.0, 96, False), ("v3-large", 0.75, 96, False),
                ("v3-small", 1.0, 96, False), ("v3-small", 1.0, 96, True)]
 
@@ -80,7 +84,7 @@ def test_keras_applications_weights_round_trip(version, alpha, resolution, minim
 
 
 def test_transfer_refuses_another_architecture():
-    from mnbench.errors import SpecError
+    from mobilenets_tf.errors import SpecError
     with pytest.raises(SpecError, match="architectures differ"):
         transfer_weights(build("v3-small", resolution=64), build("v3-large", resolution=64))
 
@@ -90,7 +94,8 @@ def _keras_counts():
         for row in csv.DictReader(handle):
             version = {"MobileNet": "v1", "MobileNetV2": "v2", "MobileNetV3Small": "v3-small",
                        "MobileNetV3Large": "v3-large"}[row["keras_function"]]
-            yield version, float(row["alpha"]), row["minimalistic"] == "True", int(row["params_exact_computed"])
+            yield (version, float(row["alpha"]), row["minimalistic"] == "True",
+                   int(row["params_exact_computed"]))
 
 
 @pytest.mark.parametrize("version, alpha, minimalistic, expected", list(_keras_counts()))

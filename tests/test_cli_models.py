@@ -29,7 +29,8 @@ def test_models_json_lists_every_version_and_canonical_alpha():
     code, out, _ = run("models", "--json")
     rows = json.loads(out)
     assert code == 0
-    assert {(r["version"], r["alpha"]) for r in rows} >= {("v1", 1.0), ("v2", 1.4), ("v3-large", 0.75), ("v3-small", 1.0)}
+    assert {(r["version"], r["alpha"]) for r in rows} >= {("v1", 1.0), ("v2", 1.4), ("v3-large", 0.75),
+                                                          ("v3-small", 1.0)}
     v1 = next(r for r in rows if r["version"] == "v1" and r["alpha"] == 1.0)
     assert (v1["params"], v1["macs"]) == (4_221_032, 568_740_352)
 
@@ -40,8 +41,8 @@ def test_info_json_has_layers_and_totals():
     assert code == 0
     assert (data["version"], data["alpha"], data["resolution"]) == ("v1", 1.0, 224)
     assert data["knobs"]["separable"] is False
-    assert data["params"] == sum(l["params"] for l in data["layers"]) == 29_288_104
-    assert data["macs"] == sum(l["macs"] for l in data["layers"])
+    assert data["params"] == sum(layer["params"] for layer in data["layers"]) == 29_288_104
+    assert data["macs"] == sum(layer["macs"] for layer in data["layers"])
 
 
 def test_info_table_is_aligned_and_totals_printed():
@@ -57,7 +58,8 @@ def test_info_table_is_aligned_and_totals_printed():
     (["info", "--version", "v1", "--alpha", "0"], "alpha must be in (0, 2]"),
     (["info", "--version", "v1", "--alpha", "2.5"], "alpha must be in (0, 2]"),
     (["info", "--version", "v2", "--resolution", "31"], "resolution must be an integer >= 32"),
-    (["info", "--version", "v1", "--set", "activation=relu"], "unknown knob 'activation' for v1; valid: separable, shallow"),
+    (["info", "--version", "v1", "--set", "activation=relu"],
+     "unknown knob 'activation' for v1; valid: separable, shallow"),
     (["info", "--version", "v3-large", "--set", "se"], "expected KEY=VALUE"),
     (["info", "--version", "v3-large", "--set", "stem_filters=8"], "valid: 16, 32"),
     (["info", "--alpha", "1"], "Missing option '--version'"),

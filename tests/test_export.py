@@ -8,8 +8,7 @@ import pytest
 
 from export.pipeline import ExportRequest, export, model_stem
 from export.quantization import IoType, Quant
-from export.tflite_file import describe, open_interpreter, read_bytes, sha256
-from mnbench.errors import ExportError
+from device_bench.tflite_file import describe, open_interpreter, read_bytes, sha256
 from mobilenets_tf import configure
 
 from .helpers import images, randomize
@@ -41,7 +40,8 @@ def test_int8_is_full_integer_with_int8_io(int8_224):
 def test_int8_weights_are_per_channel(int8_224):
     interpreter = open_interpreter(read_bytes(int8_224[0]))
     conv_weights = [d for d in interpreter.get_tensor_details()
-                    if d["dtype"] == np.int8 and len(d["shape"]) == 4 and d["quantization_parameters"]["scales"].size > 1]
+                    if d["dtype"] == np.int8 and len(d["shape"]) == 4
+                    and d["quantization_parameters"]["scales"].size > 1]
     assert len(conv_weights) > 40
 
 
@@ -50,7 +50,8 @@ def test_sidecar_describes_the_file(int8_224):
     assert record == {**_sidecar(path), "cached": False}
     assert record["sha256"] == sha256(path.read_bytes()) and record["size_bytes"] == path.stat().st_size
     assert (record["params"], record["macs"]) == (2_536_800, 56_510_400)
-    assert record["calibration"]["samples"] == 16 and "scikit-image photographs" in record["calibration"]["source"]
+    calibration = record["calibration"]
+    assert calibration["samples"] == 16 and "scikit-image photographs" in calibration["source"]
     assert set(record["tool_versions"]) == {"mnbench", "tensorflow", "keras", "ai-edge-litert"}
     logits = record["verification"]["logits"]
     assert logits["images"] == 16 and 0.8 < logits["cosine"] <= 1.0 and logits["sqnr_db"] > 5
@@ -104,7 +105,8 @@ def test_fp32_export_with_our_weights_matches_the_keras_model(tmp_path):
     model = randomize(build("v2", 0.5, 96, num_classes=10), seed=7)
     weights = tmp_path / "w.weights.h5"
     model.save_weights(weights)
-    code, out, err = run("export", "--version", "v2", "--alpha", "0.5", "--resolution", "96", "--classes", "10",
+    code, out, err = run("export", "--version", "v2", "--alpha", "0.5", "--resolution", "96", "--classes",
+                         "10",
                          "--weights", str(weights), "--calib-samples", "8", "--out", str(tmp_path), "--json")
     assert code == 0, err
     record = json.loads(out)[0]
@@ -121,7 +123,8 @@ def test_fp32_export_with_our_weights_matches_the_keras_model(tmp_path):
 
 @pytest.mark.parametrize("version, application, how", [
     ("v3-small", "MobileNetV3Small", "same layer layout"),        # loads directly
-    ("v2", "MobileNetV2", "keras.applications weights, transferred"),  # Dense head: goes through the interchange
+    ("v2", "MobileNetV2",
+     "keras.applications weights, transferred"),  # Dense head: goes through the interchange
 ])
 def test_keras_applications_weights_file(tmp_path, version, application, how):
     import keras
@@ -147,8 +150,8 @@ def test_weights_of_another_architecture_are_refused_and_nothing_is_written(tmp_
     weights = tmp_path / "v1.weights.h5"
     build("v1", 0.25, 64).save_weights(weights)
     out = tmp_path / "out"
-    code, stdout, err = run("export", "--version", "v3-small", "--resolution", "64", "--weights", str(weights),
-                            "--calib-samples", "4", "--out", str(out))
+    code, stdout, err = run("export", "--version", "v3-small", "--resolution", "64", "--weights",
+                            str(weights), "--calib-samples", "4", "--out", str(out))
     assert code != 0 and err.startswith("mnbench: error: weights") and err.count("\n") == 1
     assert not list(out.glob("*.tflite")) and not list(out.glob("*.partial"))
 
@@ -169,7 +172,8 @@ def test_calibration_folder_recursive_with_an_unreadable_image(tmp_path, caplog)
     (tmp_path / "calib" / "broken.jpg").write_bytes(b"not a jpeg")
     record = export(ExportRequest(configure("v1", 0.25, 64), Quant.INT8, calib_dir=tmp_path / "calib",
                                   calib_samples=100), tmp_path / "out")
-    assert record["calibration"]["samples"] == 5 and str(tmp_path / "calib") in record["calibration"]["source"]
+    calibration = record["calibration"]
+    assert calibration["samples"] == 5 and str(tmp_path / "calib") in calibration["source"]
     assert "skipping unreadable image" in caplog.text and "broken.jpg" in caplog.text
 
 
@@ -202,3 +206,23 @@ def test_inspect_cli(int8_224):
     assert code == 0 and "v3-small alpha=1 resolution=224" in out and "CONV_2D:INT8" in out
     code, out, _ = run("inspect", str(int8_224[0]), "--json")
     assert json.loads(out)["delegation"]["partitions"] >= 1
+
+
+def test_cache_key_code_covers_the_slicing_that_mixed_precision_uses(tmp_path):
+    """Editing device_bench (whose slicing decides --float-blocks and --precision auto models) makes every
+    cached model out of date; editing the command line does not."""
+    import shutil
+
+    from export.pipeline import code_digest
+
+    root = Path(__file__).resolve().parents[1]
+    for package in ("mobilenets_tf", "device_bench", "export", "mnbench"):
+        shutil.copytree(root / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    before = code_digest(tmp_path)
+    assert before == code_digest(root)
+    with open(tmp_path / "mnbench" / "cli.py", "a") as handle:
+        handle.write("# an edit above the exporter\n")
+    assert code_digest(tmp_path) == before
+    with open(tmp_path / "device_bench" / "slices.py", "a") as handle:
+        handle.write("# an edit to the slicing\n")
+    assert code_digest(tmp_path) != before

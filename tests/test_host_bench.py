@@ -31,8 +31,8 @@ def tiny_models(tmp_path_factory):
 
 
 def test_bench_json_rows_and_store(tiny_models, tmp_path):
-    code, out, err = run("bench", *map(str, tiny_models), "--threads", "1,2", "--runs", "20", "--min-secs", "0",
-                         "--warmup", "2", "--results", str(tmp_path / "runs"), "--json")
+    code, out, err = run("bench", *map(str, tiny_models), "--threads", "1,2", "--runs", "20", "--min-secs",
+                         "0", "--warmup", "2", "--results", str(tmp_path / "runs"), "--json")
     assert code == 0, err
     rows = json.loads(out)
     assert [(r["model"].split("_")[-1], r["threads"]) for r in rows] == [

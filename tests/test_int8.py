@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
-from export.int8 import Lowering, correct_ranges, observed_ranges
+from export.int8 import correct_ranges, observed_ranges
+from export.quantization import Lowering
 from export.pipeline import ExportRequest, export
 from export.quantization import Quant
-from export.tflite_file import describe
+from device_bench.tflite_file import describe
 from mobilenets_tf import configure
 
 CONFIG = configure("v3-small", 0.5, 96)
@@ -28,7 +29,8 @@ def test_decomposed_is_one_partition_with_no_hardswish(lowered):
     names, histogram = _ops(record)
     assert record["file"] == "v3-small_a0.50_r96_int8.tflite" and record["hswish"] == "decomposed"
     assert "HARD_SWISH" not in names and all(key.endswith(":INT8") for key in histogram)
-    assert record["delegation"] == {"partitions": 1, "ops_outside_delegate": {}, "nodes": record["delegation"]["nodes"]}
+    assert record["delegation"] == {"partitions": 1, "ops_outside_delegate": {},
+                                    "nodes": record["delegation"]["nodes"]}
     assert record["output"] == "logits" and "SOFTMAX:INT8" not in histogram
     info = describe(record["path"] / record["file"])
     assert set(info["tensor_types"]) <= {"int8", "int32"}
@@ -70,16 +72,19 @@ def test_relu6_ranges_are_corrected_to_what_the_tensor_holds(lowered):
 
     record = lowered[Lowering.DECOMPOSED]
     assert record["conversion"]["ranges_corrected"] > 0
-    tree = flatbuffer_utils.convert_bytearray_to_object(bytearray((record["path"] / record["file"]).read_bytes()))
+    data = (record["path"] / record["file"]).read_bytes()
+    tree = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
     graph, codes = tree.subgraphs[0], tree.operatorCodes
     relu6_outputs = [op.outputs[0] for op in graph.operators
                      if max(codes[op.opcodeIndex].builtinCode, codes[op.opcodeIndex].deprecatedBuiltinCode)
                      == schema.BuiltinOperator.ADD
-                     and getattr(op.builtinOptions, "fusedActivationFunction", None) == schema.ActivationFunctionType.RELU6]
+                     and getattr(op.builtinOptions, "fusedActivationFunction",
+                                 None) == schema.ActivationFunctionType.RELU6]
     assert len(relu6_outputs) >= 19                       # one ADD(+3)+RELU6 per h-swish
     for index in relu6_outputs:
         quant = graph.tensors[index].quantization
-        low, high = (np.int32(-128) - quant.zeroPoint[0]) * quant.scale[0], (127 - quant.zeroPoint[0]) * quant.scale[0]
+        low = (np.int32(-128) - quant.zeroPoint[0]) * quant.scale[0]
+        high = (127 - quant.zeroPoint[0]) * quant.scale[0]
         assert -0.05 <= low <= 0.0 and 0.0 < high <= 6.05           # [0, 6], not the widened union
 
 
@@ -94,4 +99,5 @@ def test_observed_ranges_are_the_float_models_values():
     ranges = observed_ranges(data, images)
     assert sorted(ranges.values())[0] == (-3.0, 4.0)          # the input
     assert (0.0, 6.0) in ranges.values()                        # relu6(2x)
-    assert correct_ranges(data, images)[1] == 0                  # no recorded ranges to correct in a float model
+    assert correct_ranges(data,
+                          images)[1] == 0                  # no recorded ranges to correct in a float model

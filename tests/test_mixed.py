@@ -8,8 +8,8 @@ import pytest
 from export import mixed
 from export.pipeline import ExportRequest, export
 from export.quantization import Quant
-from export.tflite_file import describe
-from mnbench.errors import ExportError
+from device_bench.tflite_file import describe
+from export.errors import ExportError
 from mobilenets_tf import configure
 from tests.loopback_adb.fixtures import FAKE_BENCHMARK
 
@@ -20,7 +20,8 @@ CONFIG = configure("v3-small", 0.5, 96)
 
 def test_float_blocks_stay_float_inside_one_int8_partition(tmp_path):
     int8 = export(ExportRequest(CONFIG, Quant.INT8, calib_samples=16), tmp_path)
-    record = export(ExportRequest(CONFIG, Quant.INT8, calib_samples=16, float_blocks=("stem", "block01")), tmp_path)
+    record = export(ExportRequest(CONFIG, Quant.INT8, calib_samples=16, float_blocks=("stem", "block01")),
+                    tmp_path)
     assert record["file"] == "v3-small_a0.50_r96_int8_float-stem-block01.tflite"
     histogram = record["op_histogram"]
     assert histogram["CONV_2D:FLOAT32"] == 4 and histogram["DEPTHWISE_CONV_2D:FLOAT32"] == 1  # stem + block01
@@ -63,7 +64,8 @@ class FakeTimer:
     ({"int8": 1.0, "mixed": 0.8}, {b"int8": 15.0, b"mixed": 14.0}, "int8", "lost more than"),
 ])
 def test_decide(times, sqnr, chosen, reason):
-    timer = FakeTimer({"fp32": {"stem": 100.0, "block01": 50.0}, "int8": {"stem": 200.0, "block01": 40.0}}, times)
+    timer = FakeTimer({"fp32": {"stem": 100.0, "block01": 50.0}, "int8": {"stem": 200.0, "block01": 40.0}},
+                      times)
     built = []
     model, record = mixed.decide(b"fp32", b"int8", lambda blocks: built.append(blocks) or b"mixed",
                                  lambda data: sqnr[data], timer)
@@ -82,26 +84,29 @@ def test_auto_precision_on_a_phone_times_blocks_with_benchmark_model(adb_home, l
     # Every block costs the same in fp32 and int8 except the stem; the mixed model is faster whole.
     loopback_device.set_benchmark("ok", avg_us_by_graph={"fp32-block-stem.": 100.0, "int8-block-stem.": 300.0,
                                                          "block-": 50.0, "mixed": 900.0, "int8": 1000.0})
-    request = ExportRequest(CONFIG, Quant.INT8, calib_samples=8, precision="auto", target=loopback_device.serial,
-                            benchmark_binary=FAKE_BENCHMARK)
+    request = ExportRequest(CONFIG, Quant.INT8, calib_samples=8, precision="auto",
+                            target=loopback_device.serial, benchmark_binary=FAKE_BENCHMARK)
     record = export(request, tmp_path / "models")
     decision = record["conversion"]["precision"]
     assert decision["target"] == loopback_device.serial and decision["threads"] == 2
     assert decision["float_blocks"] == ["stem"] and decision["chosen"] == "mixed"
     assert (decision["int8_ms"], decision["mixed_ms"]) == (1.0, 0.9)
-    assert {row["block"]: (row["fp32_us"], row["int8_us"]) for row in decision["blocks"]}["stem"] == (100.0, 300.0)
+    assert {row["block"]: (row["fp32_us"], row["int8_us"]) for row in decision["blocks"]}["stem"] == (100.0,
+                                                                                                      300.0)
     assert record["op_histogram"]["CONV_2D:FLOAT32"] == 1
     assert "_precision-auto-127-0-0-1-" in record["file"]
     calls = [json.loads(line) for line in
              loopback_device.host_path("/.loopback/fake_benchmark_calls.jsonl").read_text().splitlines()]
-    graphs = [Path(arg.split("=", 1)[1]).name for call in calls for arg in call["argv"] if arg.startswith("--graph=")]
+    graphs = [Path(arg.split("=", 1)[1]).name
+              for call in calls for arg in call["argv"] if arg.startswith("--graph=")]
     assert {"fp32-block-stem.tflite", "int8-block-stem.tflite", "int8.tflite", "mixed.tflite"} <= set(graphs)
     assert all("--num_threads=2" in call["argv"] for call in calls)
 
 
 def test_auto_precision_on_a_phone_that_fails_is_one_line(adb_home, loopback_device, tmp_path):
     loopback_device.set_benchmark("crash")
-    code, _, err = run("export", "--version", "v3-small", "--alpha", "0.5", "--resolution", "96", "--quant", "int8",
+    code, _, err = run("export", "--version", "v3-small", "--alpha", "0.5", "--resolution", "96", "--quant",
+                       "int8",
                        "--calib-samples", "4", "--precision", "auto", "--target", loopback_device.serial,
                        "--benchmark-binary", str(FAKE_BENCHMARK), "--out", str(tmp_path / "m"))
     assert code != 0 and "Traceback" not in err and len(err.strip().splitlines()) == 1

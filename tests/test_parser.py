@@ -23,7 +23,7 @@ import pytest
 
 from device_bench.op_profile import parse_op_profile
 from device_bench.parser import ROW_KEYS, parse_log, parse_run, split_runs
-from mnbench.errors import ToolOutputParseError
+from device_bench.errors import ToolOutputParseError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_LOGS = REPO_ROOT.parent / "shared" / "fixtures" / "benchmark_logs"
@@ -278,12 +278,12 @@ def test_failed_default_delegate_is_not_listed():
 
 
 def test_odd_digits_and_huge_exponents_are_not_figures():
-    row = parse_run("STARTING!\nRunning benchmark for at least 1 iterations\ncount=\u00b2 curr=5\n\n"
-                    "Running benchmark for at least 50 iterations\ncount=50 first=1 curr=2 min=1 max=9 avg=1e999 "
+    row = parse_run("STARTING!\nRunning benchmark for at least 1 iterations\ncount=\u00b2 curr=5\n\nRunning "
+                    "benchmark for at least 50 iterations\ncount=50 first=1 curr=2 min=1 max=9 avg=1e999 "
                     "std=1\nInference timings in us: Init: 1e400, First inference: 1, Warmup (avg): 1, "
-                    "Inference (avg): 4\nOperator-wise Profiling Info for Regular Benchmark Runs:\n"
-                    "==== Summary by node type ====\n[Node type]\t[count]\t[avg ms]\n"
-                    "CONV_2D\t\u00b2\t1.0\nADD\t3\t1e999\n")
+                    "Inference (avg): 4\nOperator-wise Profiling Info for Regular Benchmark Runs:\n==== "
+                    "Summary by node type ====\n[Node type]\t[count]\t[avg "
+                    "ms]\nCONV_2D\t\u00b2\t1.0\nADD\t3\t1e999\n")
     assert (row["warmup_count"], row["init_us"], row["avg_us"], row["max_us"]) == (None, None, 4.0, 9.0)
     assert (row["status"], row["error"]) == ("failed", "figures that are not numbers: count=\u00b2")
     assert row["op_profile"] is None or row["op_profile"] == []

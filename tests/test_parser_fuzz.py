@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from device_bench.parser import MAX_LINE_CHARS, parse_last_run, parse_log
-from mnbench.errors import ToolOutputParseError
+from device_bench.errors import ToolOutputParseError
 
 SHARED_LOGS = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "benchmark_logs"
 REAL_LOGS = sorted(SHARED_LOGS.glob("*.txt"))
@@ -25,7 +25,7 @@ TIMES = ("init_us", "first_us", "warmup_avg_us", "avg_us", "std_us", "min_us", "
          "p5_us", "p95_us")
 
 PATHOLOGICAL = {  # name: text; each one was slow (cubic or quadratic) or hung before issue #17
-    "logcat prefix, 20k spaces, no colon": "11-30 12:00:00.000  123  456 I " + " " * 20_000 + "x\nSTARTING!\n",
+    "logcat prefix, 20k spaces": "11-30 12:00:00.000  123  456 I " + " " * 20_000 + "x\nSTARTING!\n",
     "logcat tool tag, 20k spaces": "STARTING!\n11-30 12:00:00.000  123  456 I tflite" + " " * 20_000 + "x\n",
     "logcat -v brief, 20k spaces": "STARTING!\nI/" + " " * 20_000 + "x\n",
     "absl prefix, 20k spaces": "STARTING!\nI1130 12:00:00.000000 " + " " * 20_000 + "x\n",

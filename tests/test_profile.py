@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 
 from device_bench.host import HostParams
-from device_bench.profile import _ELEMENTWISE, FOOTPRINT_SLACK, SLICES_PER_SESSION, _op_name, _slice_graph, _tree, \
-    bundle, cut, footprint, groups, layers, profile, sessions, weight_bytes, whole_footprint
+from device_bench.profile import FOOTPRINT_SLACK, SLICES_PER_SESSION, profile, sessions
+from device_bench.slices import ELEMENTWISE, bundle, cut, footprint, groups, layers, op_name, slice_graph, \
+    weight_bytes, whole_footprint
+from device_bench.tflite_file import open_interpreter, tree as model_tree
 from export.pipeline import ExportRequest, export
 from export.quantization import Quant
-from export.tflite_file import open_interpreter
 from mobilenets_tf import configure
 
 from .test_cli_models import run
@@ -17,12 +18,13 @@ from .test_cli_models import run
 @pytest.fixture(scope="module")
 def int8_model(tmp_path_factory):
     out = tmp_path_factory.mktemp("profile")
-    record = export(ExportRequest(configure("v3-small", 0.35, 64), Quant.INT8, calib_samples=4, verify=False), out)
+    record = export(ExportRequest(configure("v3-small", 0.35, 64), Quant.INT8, calib_samples=4, verify=False),
+                    out)
     return out / record["file"]
 
 
 def test_blocks_partition_the_operators(int8_model):
-    tree = _tree(int8_model.read_bytes())
+    tree = model_tree(int8_model.read_bytes())
     blocks = groups(tree, "block")
     labels = [label for label, _ in blocks]
     assert labels[:2] == ["stem", "block01"] and labels[-1] == "logits" and "other" not in labels
@@ -43,7 +45,7 @@ def _whole_run(data: bytes, seed: int):
 def test_a_slice_computes_what_the_whole_model_computes(int8_model):
     data = int8_model.read_bytes()
     whole = _whole_run(data, seed=0)
-    tree = _tree(data)
+    tree = model_tree(data)
     for label, indices in groups(tree, "block")[3:6]:
         part = open_interpreter(cut(tree, indices))
         for detail in part.get_input_details():
@@ -55,7 +57,7 @@ def test_a_slice_computes_what_the_whole_model_computes(int8_model):
 
 
 def test_layers_join_elementwise_operators_to_their_producer(int8_model):
-    tree = _tree(int8_model.read_bytes())
+    tree = model_tree(int8_model.read_bytes())
     operators = tree.subgraphs[0].operators
     chains = layers(tree)
     assert sorted(i for chain in chains for i in chain) == list(range(len(operators)))
@@ -63,9 +65,9 @@ def test_layers_join_elementwise_operators_to_their_producer(int8_model):
     for chain in chains:
         assert chain == sorted(chain)
         for index in chain[1:]:
-            assert _op_name(tree, operators[index]) in _ELEMENTWISE
+            assert op_name(tree, operators[index]) in ELEMENTWISE
             assert any(producer.get(t) in chain for t in operators[index].inputs)
-    names = [[_op_name(tree, operators[i]) for i in chain] for chain in chains]
+    names = [[op_name(tree, operators[i]) for i in chain] for chain in chains]
     hswish = [chain for chain in names if chain[:3] == ["CONV_2D", "ADD", "MUL"]]
     assert hswish, "a convolution followed by its decomposed h-swish is one layer"
     assert [label for label, _ in groups(tree, "layer")] == [f"{c[0]}:{n[0]}" for c, n in zip(chains, names)]
@@ -85,7 +87,7 @@ def test_every_subgraph_of_the_bundle_computes_what_the_whole_model_computes(int
 
     data = int8_model.read_bytes()
     whole = _whole_run(data, seed=1)
-    tree = _tree(data)
+    tree = model_tree(data)
     slices = [indices for _, indices in groups(tree, "layer")]
     model, inputs = bundle(tree, slices)
     interpreter = Interpreter(model_content=model)
@@ -96,7 +98,7 @@ def test_every_subgraph_of_the_bundle_computes_what_the_whole_model_computes(int
     for position, indices in enumerate(slices):
         subgraph = position + 1
         wrapper = _run_subgraph(interpreter, subgraph, {t: whole.get_tensor(t) for t in inputs[subgraph]})
-        outputs = _slice_graph(tree, indices).outputs
+        outputs = slice_graph(tree, indices).outputs
         assert len(outputs) >= 1
         for tensor in outputs:
             np.testing.assert_array_equal(wrapper.GetTensor(tensor, subgraph), whole.get_tensor(tensor),
@@ -104,7 +106,7 @@ def test_every_subgraph_of_the_bundle_computes_what_the_whole_model_computes(int
 
 
 def test_sessions_cover_the_slices_in_order_within_the_budget(int8_model):
-    tree = _tree(int8_model.read_bytes())
+    tree = model_tree(int8_model.read_bytes())
     everything = list(range(len(tree.subgraphs[0].operators)))
     weights = weight_bytes(tree, everything)
     assert 0 < weights <= sum(len(b.data) for b in tree.buffers if b.data is not None)
@@ -127,14 +129,15 @@ QUICK = HostParams(runs=5, min_secs=0.0, warmup=1, warmup_min_secs=0.0)
 @pytest.mark.parametrize("by", ["block", "layer", "op"])
 def test_profile_report(int8_model, by):
     report = profile(int8_model, by=by, params=QUICK)
-    tree = _tree(int8_model.read_bytes())
+    tree = model_tree(int8_model.read_bytes())
     rows = report["slices"]
     assert report["whole_us"] > 0 and report["floor_us"] > 0
     assert report["sum_us"] == pytest.approx(sum(row["median_us"] for row in rows) + report["floor_us"])
     assert report["sum_over_whole"] == pytest.approx(report["sum_us"] / report["whole_us"])
     assert report["sessions"] >= 1
     if by == "op":
-        assert [int(row["slice"].split(":")[0]) for row in rows] == list(range(len(tree.subgraphs[0].operators)))
+        count = len(tree.subgraphs[0].operators)
+        assert [int(row["slice"].split(":")[0]) for row in rows] == list(range(count))
         assert sum(report["by_op_type"].values()) == pytest.approx(report["sum_us"] - report["floor_us"])
         assert {"CONV_2D", "DEPTHWISE_CONV_2D"} <= set(report["by_op_type"])
         assert {row["layer"] for row in rows} == {label for label, _ in groups(tree, "layer")}
@@ -145,12 +148,12 @@ def test_profile_report(int8_model, by):
 def test_rounds_worker_times_every_subgraph(int8_model, tmp_path):
     from device_bench.host import run_worker
 
-    tree = _tree(int8_model.read_bytes())
+    tree = model_tree(int8_model.read_bytes())
     slices = [indices for _, indices in groups(tree, "block")]
     model, inputs = bundle(tree, slices)
     (tmp_path / "b.tflite").write_bytes(model)
-    result = run_worker(tmp_path / "b.tflite", 1, HostParams(runs=7, min_secs=0.0, warmup=1, warmup_min_secs=0.0),
-                        inputs)
+    result = run_worker(tmp_path / "b.tflite", 1,
+                        HostParams(runs=7, min_secs=0.0, warmup=1, warmup_min_secs=0.0), inputs)
     assert result["ok"], result
     assert len(result["samples_us"]) == len(slices) + 1
     assert {len(samples) for samples in result["samples_us"]} == {7}

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from mnbench.errors import SpecError
+from mobilenets_tf.errors import SpecError
 from mobilenets_tf import configure, get_version, list_versions
 from mobilenets_tf.plan import ClassifierLayer, ConvLayer, DwSepLayer, InvResLayer, PoolLayer
 from mobilenets_tf.specs import Act, DwSep, InvRes, make_divisible, scale_filters
@@ -54,8 +54,8 @@ def test_make_divisible_matches_reference_rounding():
 
 def test_v2_keeps_1280_head_up_to_alpha_1_and_widens_above():
     def head(alpha):
-        return next(l.filters for l in configure("v2", alpha).plan().layers
-                    if isinstance(l, ConvLayer) and l.name == "head1")
+        return next(layer.filters for layer in configure("v2", alpha).plan().layers
+                    if isinstance(layer, ConvLayer) and layer.name == "head1")
     assert head(0.35) == head(1.0) == 1280
     assert head(1.4) == 1792
 
@@ -63,7 +63,7 @@ def test_v2_keeps_1280_head_up_to_alpha_1_and_widens_above():
 def test_any_alpha_and_resolution_resolve():
     plan = configure("v3-small", alpha=0.1, resolution=33).plan()
     assert plan.layers[0].out_size == 17
-    assert all(getattr(l, "filters", 8) >= 8 for l in plan.layers)
+    assert all(getattr(layer, "filters", 8) >= 8 for layer in plan.layers)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -71,7 +71,8 @@ def test_any_alpha_and_resolution_resolve():
     (dict(version="v1", alpha=0), "alpha must be in (0, 2]"),
     (dict(version="v1", alpha=2.5), "alpha must be in (0, 2]"),
     (dict(version="v1", resolution=31), "resolution must be an integer >= 32"),
-    (dict(version="v1", knobs={"activation": "relu"}), "unknown knob 'activation' for v1; valid: separable, shallow"),
+    (dict(version="v1", knobs={"activation": "relu"}),
+     "unknown knob 'activation' for v1; valid: separable, shallow"),
     (dict(version="v3-small", knobs={"stem_filters": 24}), "stem_filters=24 is not valid"),
     (dict(version="v3-small", knobs={"activation": "gelu"}), "valid: hswish, swish, relu"),
     (dict(version="v2", knobs={"residual": "maybe"}), "knob residual takes a bool"),
@@ -84,38 +85,40 @@ def test_bad_configurations_name_what_is_valid(kwargs, message):
 
 def test_v1_knobs_rewrite_the_table():
     conv = configure("v1", knobs={"separable": False}).plan()
-    assert not any(isinstance(l, DwSepLayer) for l in conv.layers)
-    assert sum(isinstance(l, ConvLayer) for l in conv.layers) == 14
+    assert not any(isinstance(layer, DwSepLayer) for layer in conv.layers)
+    assert sum(isinstance(layer, ConvLayer) for layer in conv.layers) == 14
     shallow = configure("v1", knobs={"shallow": True}).plan()
-    assert sum(isinstance(l, DwSepLayer) for l in shallow.layers) == 8
+    assert sum(isinstance(layer, DwSepLayer) for layer in shallow.layers) == 8
 
 
 def test_v2_knobs():
     plan = configure("v2", knobs={"expansion": 4.0, "residual": False, "linear_bottleneck": False}).plan()
-    blocks = [l for l in plan.layers if isinstance(l, InvResLayer)]
+    blocks = [layer for layer in plan.layers if isinstance(layer, InvResLayer)]
     assert blocks[0].expanded == blocks[0].in_channels           # t = 1 stays
     assert blocks[1].expanded == 4 * blocks[1].in_channels
     assert not any(b.residual for b in blocks) and not any(b.linear for b in blocks)
-    assert sum(b.residual for b in (l for l in configure("v2").plan().layers if isinstance(l, InvResLayer))) == 10
+    v2_blocks = [layer for layer in configure("v2").plan().layers if isinstance(layer, InvResLayer)]
+    assert sum(b.residual for b in v2_blocks) == 10
 
 
 def test_v3_knobs():
     relu = configure("v3-large", knobs={"activation": "relu", "se": False}).plan()
-    assert all(getattr(l, "activation", Act.RELU) in (Act.RELU, Act.LINEAR) for l in relu.layers)
-    assert not any(getattr(l, "se_filters", 0) for l in relu.layers)
+    assert all(getattr(layer, "activation", Act.RELU) in (Act.RELU, Act.LINEAR) for layer in relu.layers)
+    assert not any(getattr(layer, "se_filters", 0) for layer in relu.layers)
     stem32 = configure("v3-large", knobs={"stem_filters": 32}).plan()
     assert stem32.layers[0].filters == 32
     original = configure("v3-large", knobs={"last_stage": "original"}).plan()
-    assert [type(l).__name__ for l in original.layers[-4:]] == [
+    assert [type(layer).__name__ for layer in original.layers[-4:]] == [
         "InvResLayer", "ConvLayer", "PoolLayer", "ClassifierLayer"]
     assert original.layers[-3].in_size == 7 and original.layers[-3].filters == 1280
-    last_block = [l for l in original.layers if isinstance(l, InvResLayer)][-1]
+    last_block = [layer for layer in original.layers if isinstance(layer, InvResLayer)][-1]
     assert (last_block.expanded, last_block.filters, last_block.kernel_size) == (960, 320, 3)
     minimal = configure("v3-small", knobs={"minimalistic": True}).plan()
-    assert all(l.kernel_size == 3 and not l.se_filters for l in minimal.layers if isinstance(l, InvResLayer))
+    assert all(layer.kernel_size == 3 and not layer.se_filters
+               for layer in minimal.layers if isinstance(layer, InvResLayer))
 
 
 def test_layer_names_are_stable_across_width_and_resolution():
-    names = [l.name for l in configure("v3-small").plan().layers]
-    assert names == [l.name for l in configure("v3-small", 0.5, 96).plan().layers]
+    names = [layer.name for layer in configure("v3-small").plan().layers]
+    assert names == [layer.name for layer in configure("v3-small", 0.5, 96).plan().layers]
     assert names[:2] == ["stem", "block01"] and names[-3:] == ["pool", "head2", "logits"]

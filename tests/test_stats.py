@@ -8,7 +8,7 @@ import pytest
 
 from device_bench import stats
 from device_bench.stats import StatsError, median_ci_ranks, ratio_ci, summarize, verdict
-from mnbench.errors import BenchError
+from device_bench.errors import BenchError
 
 
 def test_summarize_one_to_ten_by_hand():

@@ -9,7 +9,7 @@ from device_bench import store
 from device_bench.stats import summarize
 from device_bench.store import (COLUMN_NAMES, COLUMNS, DTYPES, ResultStore, RunExistsError, SchemaError,
                                 StoreError, row_key)
-from mnbench.errors import BenchError
+from device_bench.errors import BenchError
 
 SAMPLES = [1510.5, 1498.25, 1502.0, 1533.75, 1490.0, 1505.125, 1499.5]
 

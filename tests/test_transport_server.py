@@ -22,7 +22,7 @@ from device_bench.connect import list_reachable, open_transport, parse_tcp_seria
 from device_bench.errors import (AdbServerUnavailable, CommandTimeout, ConnectionLost, DeviceNotFound,
                                  DeviceOffline, DeviceUnauthorized, TransferFailed)
 from device_bench.transport import Completed, DeviceEntry, join
-from mnbench.errors import DeviceError
+from device_bench.errors import DeviceError
 from tests.loopback_adb.fixtures import (adb_key, free_port, google_adb, loopback_device,  # noqa: F401
                                          loopback_factory, served_loopback, wait_until_no_process)
 

@@ -84,17 +84,20 @@ class PopulationStatistics:
 
 
 def reestimate(model, batches) -> int:
-    """Set every trainable BatchNorm's moving statistics from ``batches``; see :class:`PopulationStatistics`."""
+    """Set every trainable BatchNorm's moving statistics from ``batches``; see
+    :class:`PopulationStatistics`."""
     return PopulationStatistics(model).apply(batches)
 
 
 def batch_statistics_top1(model, inputs: np.ndarray, targets: np.ndarray, batch_size: int = 64,
                           seed: int = 0) -> float:
-    """top-1 in training mode (batch statistics, dropout off) over shuffled batches; the model is unchanged."""
+    """top-1 in training mode (batch statistics, dropout off) over shuffled batches; the model is
+    unchanged."""
     dropouts = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
     rates = [layer.rate for layer in dropouts]
     saved = [v.numpy() for v in model.non_trainable_variables]   # training mode moves the moving statistics
-    order = np.random.default_rng(seed).permutation(len(inputs))  # class-sorted batches would skew the statistics
+    # Shuffled: class-sorted batches would skew the statistics.
+    order = np.random.default_rng(seed).permutation(len(inputs))
     correct = 0
     try:
         for layer in dropouts:

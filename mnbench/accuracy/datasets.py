@@ -111,7 +111,8 @@ def from_folder(folder: Path) -> LabeledImages:
     if not class_dirs:
         if loose:
             raise DatasetError(f"data folder {folder} holds {len(loose)} images but no class sub-folders: "
-                               f"the images are unlabeled (expected {folder}/<class>/<image>.jpg, or a labels file)")
+                               f"the images are unlabeled (expected {folder}/<class>/<image>.jpg, or a "
+                               f"labels file)")
         raise DatasetError(f"data folder {folder} is empty (expected {folder}/<class>/<image>.jpg)")
     if loose:
         log.warning("%d images directly in %s are in no class folder and are ignored", len(loose), folder)
@@ -143,7 +144,8 @@ def _read_rows(path: Path) -> list[tuple[int, str, str]]:
         else:
             cells = line.rsplit(None, 1)
         if len(cells) != 2 or not cells[0] or not cells[1]:
-            raise DatasetError(f"labels file {path} line {number}: expected 'image path,label', got {line.strip()!r}")
+            raise DatasetError(f"labels file {path} line {number}: expected 'image path,label', got "
+                               f"{line.strip()!r}")
         rows.append((number, cells[0], cells[1]))
     if rows and rows[0][1].lower() in _HEADER_NAMES and rows[0][2].lower() in {"label", "class", "category"}:
         rows = rows[1:]
@@ -173,7 +175,8 @@ def from_labels_file(path: Path) -> LabeledImages:
     names = sort_names(seen.values())
     index = {name: i for i, name in enumerate(names)}
     paths = tuple(seen)
-    return LabeledImages(root.resolve(), paths, tuple(index[seen[p]] for p in paths), tuple(names), "labels file")
+    return LabeledImages(root.resolve(), paths, tuple(index[seen[p]] for p in paths), tuple(names),
+                         "labels file")
 
 
 def limit(data: LabeledImages, count: int | None) -> LabeledImages:
@@ -182,7 +185,8 @@ def limit(data: LabeledImages, count: int | None) -> LabeledImages:
         return data
     if count < 1:
         raise DatasetError(f"--limit must be at least 1, got {count}")
-    per_class = [[i for i, label in enumerate(data.labels) if label == c] for c in range(len(data.class_names))]
+    per_class = [[i for i,
+                  label in enumerate(data.labels) if label == c] for c in range(len(data.class_names))]
     chosen: list[int] = []
     depth = 0
     while len(chosen) < count:
@@ -191,7 +195,8 @@ def limit(data: LabeledImages, count: int | None) -> LabeledImages:
     return data.subset(sorted(chosen))
 
 
-def split(data: LabeledImages, val_fraction: float, seed: int = 0) -> tuple[LabeledImages, LabeledImages | None]:
+def split(data: LabeledImages, val_fraction: float, seed: int = 0) -> tuple[LabeledImages,
+                                                                            LabeledImages | None]:
     """A stratified train/validation split: about ``val_fraction`` of each class, at least one image each.
 
     Raises:
@@ -206,8 +211,9 @@ def split(data: LabeledImages, val_fraction: float, seed: int = 0) -> tuple[Labe
     for c, name in enumerate(data.class_names):
         members = [i for i, label in enumerate(data.labels) if label == c]
         if len(members) < 2:
-            raise DatasetError(f"class {name!r} has {len(members)} image(s); a validation split needs at least 2 "
-                               "per class (add images, pass a separate validation folder, or --val-fraction 0)")
+            raise DatasetError(f"class {name!r} has {len(members)} image(s); a validation split needs at "
+                               f"least 2 per class (add images, pass a separate validation folder, or "
+                               f"--val-fraction 0)")
         rng.shuffle(members)
         take = min(len(members) - 1, max(1, round(len(members) * val_fraction)))
         val += members[:take]
@@ -220,7 +226,8 @@ class UnreadableImage(DatasetError):
 
 
 def read_rgb(path: Path, content: bytes | None = None):
-    """The image at ``path`` (or its ``content``, already read) as RGB, rotated upright by its EXIF orientation.
+    """The image at ``path`` (or its ``content``, already read) as RGB, rotated upright by its EXIF
+    orientation.
 
     Raises:
         UnreadableImage: the file is not a decodable JPEG/PNG (truncated, corrupt, another format).
@@ -241,4 +248,5 @@ def unreadable_error(data: LabeledImages, failures: list[tuple[Path, str]]) -> D
     """One error naming how many images could not be read, with the first one and why."""
     path, reason = failures[0]
     return DatasetError(f"{len(failures)} of {len(data)} images in {data.root} are unreadable, e.g. "
-                        f"{data.relative(path)} ({reason.split(': ', 1)[-1]}); remove them or pass --skip-unreadable")
+                        f"{data.relative(path)} ({reason.split(': ', 1)[-1]}); remove them or pass "
+                        f"--skip-unreadable")

@@ -1,6 +1,6 @@
 """Errors of the accuracy tools: bad data, models and labels that do not fit, training that cannot run."""
 
-from mnbench.errors import MnbenchError
+from ..errors import MnbenchError, MnbenchFailure
 
 
 class DatasetError(MnbenchError):
@@ -15,7 +15,5 @@ class WeightsFileError(MnbenchError):
     """A weights file (or its configuration sidecar) that is missing, corrupt or does not fit the model."""
 
 
-class TrainingError(MnbenchError):
+class TrainingError(MnbenchFailure):
     """Training could not start or produced no usable model (e.g. a loss that became NaN)."""
-
-    exit_code = 1

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from device_bench.tflite_file import open_interpreter, read_bytes, read_metadata, sha256
 from export.calibration import preprocess
-from export.tflite_file import open_interpreter, read_bytes, read_metadata, sha256
-from mnbench.errors import MnbenchError
+
+from ..errors import MnbenchError
 
 from . import datasets, metrics
 from .datasets import LabeledImages
@@ -120,7 +121,8 @@ def open_model(path: Path, threads: int = 2, input_range: tuple[float, float] | 
     if len(shape) != 4 or shape[0] != 1 or shape[1] != shape[2] or shape[3] != 3 or len(outputs) != 1 \
             or len(outputs[0]["shape"]) != 2:
         raise ClassMismatchError(f"{path.name} is not an image classifier with input (1, H, W, 3) and output "
-                                 f"(1, classes): input {shape}, outputs {[list(o['shape']) for o in outputs]}")
+                                 f"(1, classes): input {shape}, "
+                                 f"outputs {[list(o['shape']) for o in outputs]}")
     if input_range is None:
         if not metadata or "input_range" not in metadata:
             raise DatasetError(f"{path.name} carries no mnbench configuration; pass --input-range LOW,HIGH "
@@ -128,7 +130,8 @@ def open_model(path: Path, threads: int = 2, input_range: tuple[float, float] | 
         input_range = tuple(float(v) for v in metadata["input_range"])
     digest = sha256(data)
     names, source = _class_names(path, digest, metadata, class_names)
-    model = ModelUnderTest(path, digest, metadata, interpreter, inp, outputs[0], shape[1], input_range, names, source)
+    model = ModelUnderTest(path, digest, metadata, interpreter, inp, outputs[0], shape[1], input_range, names,
+                           source)
     if names is not None and len(names) != model.outputs:
         raise ClassMismatchError(f"{path.name} has {model.outputs} outputs but {len(names)} class names "
                                  f"({source})")
@@ -146,8 +149,8 @@ def targets_for(model: ModelUnderTest, data: LabeledImages) -> np.ndarray:
         index = {name: i for i, name in enumerate(model.class_names)}
         unknown = [name for name in names if name not in index]
         if unknown:
-            raise ClassMismatchError(f"{data.root} has {len(unknown)} class(es) that {model.path.name} does not know "
-                                     f"({model.names_source}): {', '.join(unknown[:5])}")
+            raise ClassMismatchError(f"{data.root} has {len(unknown)} class(es) that {model.path.name} does "
+                                     f"not know ({model.names_source}): {', '.join(unknown[:5])}")
         mapping = [index[name] for name in names]
     elif all(datasets.is_integer_name(name) for name in names):
         mapping = [int(name) for name in names]
@@ -156,8 +159,8 @@ def targets_for(model: ModelUnderTest, data: LabeledImages) -> np.ndarray:
                                      f"{model.outputs} outputs (0-{model.outputs - 1})")
     elif len(names) != model.outputs:
         shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-        raise ClassMismatchError(f"{model.path.name} has {model.outputs} classes but {data.root} has {len(names)} "
-                                 f"({shown}); pass --class-names FILE to map them by name")
+        raise ClassMismatchError(f"{model.path.name} has {model.outputs} classes but {data.root} has "
+                                 f"{len(names)} ({shown}); pass --class-names FILE to map them by name")
     else:
         mapping = list(range(len(names)))
     return np.asarray([mapping[label] for label in data.labels], dtype=np.int64)

@@ -28,7 +28,7 @@ import numpy as np
 
 from mobilenets_tf.config import ModelConfig
 
-from mnbench.errors import MnbenchError
+from ..errors import EXPECTED
 
 from . import datasets, pixels
 from .datasets import LabeledImages
@@ -83,8 +83,9 @@ def initial_weights(model, config: ModelConfig, weights: Path) -> dict:
     if carried is not None:
         theirs = carried.config
         if (theirs.version, theirs.alpha, theirs.knobs) != (config.version, config.alpha, config.knobs):
-            raise WeightsFileError(f"weights {weights} are for {theirs.version} alpha={theirs.alpha:g} knobs="
-                                   f"{theirs.non_default_knobs or 'default'}; pass the same --version/--alpha/--set")
+            raise WeightsFileError(f"weights {weights} are for {theirs.version} alpha={theirs.alpha:g} "
+                                   f"knobs={theirs.non_default_knobs or 'default'}; pass the same "
+                                   f"--version/--alpha/--set")
         candidates = [dataclasses.replace(theirs, resolution=config.resolution)]
     else:
         candidates = [config, dataclasses.replace(config, num_classes=1000),
@@ -95,7 +96,7 @@ def initial_weights(model, config: ModelConfig, weights: Path) -> dict:
             with warnings.catch_warnings():     # Keras warns while failing on a candidate that does not fit
                 warnings.simplefilter("ignore")
                 source, described = build_model(candidate, weights, images=None)
-        except MnbenchError as error:
+        except EXPECTED as error:
             failures.append(str(error))
             continue
         copied, fresh = copy_by_name(source, model)
@@ -114,7 +115,8 @@ def copy_by_name(source, target) -> tuple[int, list[str]]:
         if not layer.weights:
             continue
         other = by_name.get(layer.name)
-        if other is not None and [tuple(w.shape) for w in other.weights] == [tuple(w.shape) for w in layer.weights]:
+        shapes = [tuple(w.shape) for w in layer.weights]
+        if other is not None and [tuple(w.shape) for w in other.weights] == shapes:
             layer.set_weights(other.get_weights())
             copied += 1
         else:
@@ -146,8 +148,8 @@ def _validation(data: LabeledImages, val_data: LabeledImages | None, options: Fi
     return data, val_data, np.asarray([index[val_data.class_names[label]] for label in val_data.labels])
 
 
-def _callbacks(on_progress, steps_per_epoch: int, epochs: int, settle, val_inputs, val_labels, batch_size: int,
-               patience: int):
+def _callbacks(on_progress, steps_per_epoch: int, epochs: int, settle, val_inputs, val_labels,
+               batch_size: int, patience: int):
     """Keras callbacks: progress to ``on_progress(stage, done, total, info)``; BatchNorm statistics set and
     validation run in inference mode at every epoch end (``val_accuracy``/``val_loss`` for early stopping)."""
     import keras
@@ -205,8 +207,8 @@ def _fit(model, train_px, train_labels, val_inputs, val_labels, config, options,
         return statistics.apply(pixels.eval_inputs(train_px[np.sort(chosen[part])], config)
                                 for part in _parts(len(chosen), options.batch_size))
 
-    callbacks = _callbacks(on_progress, steps, options.epochs, settle, val_inputs, val_labels, options.batch_size,
-                           options.patience)
+    callbacks = _callbacks(on_progress, steps, options.epochs, settle, val_inputs, val_labels,
+                           options.batch_size, options.patience)
     data = pixels.train_dataset(train_px, np.asarray(train_labels), config, options.batch_size, options.flip,
                                 options.seed)
     history = model.fit(data, epochs=options.epochs, callbacks=callbacks, verbose=0, shuffle=False)
@@ -255,7 +257,8 @@ def _save(model, out: Path) -> None:
 def finetune(config: ModelConfig, data: LabeledImages, out: Path, weights: Path | None = None,
              val_data: LabeledImages | None = None, options: FinetuneOptions = FinetuneOptions(),
              force: bool = False, on_progress=None) -> dict:
-    """Train ``config`` on ``data``, write ``out`` (.weights.h5) and its configuration sidecar; return a report.
+    """Train ``config`` on ``data``, write ``out`` (.weights.h5) and its configuration sidecar; return a
+    report.
 
     Args:
         config: the architecture; ``num_classes`` must equal the number of classes in ``data``.
@@ -276,13 +279,15 @@ def finetune(config: ModelConfig, data: LabeledImages, out: Path, weights: Path 
     if len(data.class_names) < 2:
         raise DatasetError(f"{data.root} has {len(data.class_names)} class; training needs at least 2")
     if config.num_classes != len(data.class_names) or not config.include_top:
-        raise ClassMismatchError(f"a classifier with {config.num_classes} outputs for {len(data.class_names)} classes")
+        raise ClassMismatchError(f"a classifier with {config.num_classes} outputs for "
+                                 f"{len(data.class_names)} classes")
     train, val, val_labels = _validation(data, val_data, options)
     train_px = pixels.load_pixels(train, config.resolution, on_progress)
-    val_inputs = pixels.eval_inputs(pixels.load_pixels(val, config.resolution), config) if val is not None else None
+    val_inputs = pixels.eval_inputs(pixels.load_pixels(val, config.resolution),
+                                    config) if val is not None else None
     model, initial = _model(config, weights, options)
-    epochs, settle = _fit(model, train_px, train.labels, val_inputs, val_labels, config, options, bool(weights),
-                          on_progress)
+    epochs, settle = _fit(model, train_px, train.labels, val_inputs, val_labels, config, options,
+                          bool(weights), on_progress)
     bn = _final_batchnorm(model, settle, len(train), val_inputs, val_labels, options)
     _save(model, out)
     best = max(epochs, key=lambda e: e.get("val_accuracy", -1.0)) if val is not None else epochs[-1]
@@ -304,7 +309,8 @@ def _model(config: ModelConfig, weights: Path | None, options: FinetuneOptions):
 
     keras.utils.set_random_seed(options.seed)
     model = build_from_config(config, dropout=options.dropout)
-    initial = initial_weights(model, config, Path(weights)) if weights else {"source": "random initialisation"}
+    initial = initial_weights(model, config,
+                              Path(weights)) if weights else {"source": "random initialisation"}
     if weights:
         log.info("initial weights %s: %d layers copied, new: %s", initial["source"], initial["layers_copied"],
                  ", ".join(initial["layers_new"]) or "none")

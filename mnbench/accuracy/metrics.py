@@ -60,12 +60,15 @@ def summarize(scores: np.ndarray, targets: np.ndarray, class_names: list[str], c
             "predictions": predicted.tolist()}
 
 
-def top_confusions(targets: np.ndarray, predicted: np.ndarray, class_names: list[str], count: int) -> list[dict]:
+def top_confusions(targets: np.ndarray, predicted: np.ndarray, class_names: list[str],
+                   count: int) -> list[dict]:
     """The most frequent (true -> predicted) mistakes, with their share of the true class's images."""
     wrong = targets != predicted
-    pairs, frequency = np.unique(np.stack([targets[wrong], predicted[wrong]], axis=1), axis=0, return_counts=True) \
+    pairs, frequency = np.unique(np.stack([targets[wrong], predicted[wrong]], axis=1), axis=0,
+                                 return_counts=True) \
         if wrong.any() else (np.zeros((0, 2), dtype=np.int64), np.zeros(0, dtype=np.int64))
-    order = sorted(range(len(pairs)), key=lambda i: (-frequency[i], int(pairs[i][0]), int(pairs[i][1])))[:count]
+    order = sorted(range(len(pairs)),
+                   key=lambda i: (-frequency[i], int(pairs[i][0]), int(pairs[i][1])))[:count]
     sizes = {int(c): int(n) for c, n in zip(*np.unique(targets, return_counts=True))}
     return [{"true": class_names[int(pairs[i][0])], "predicted": class_names[int(pairs[i][1])],
              "count": int(frequency[i]), "fraction_of_true": float(frequency[i] / sizes[int(pairs[i][0])])}

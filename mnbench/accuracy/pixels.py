@@ -54,7 +54,8 @@ def load_pixels(data: LabeledImages, resolution: int, on_progress=None) -> np.nd
     needed = len(data) * side * side * 3
     if needed > MAX_PIXEL_BYTES:
         raise DatasetError(f"{len(data)} images at {side}x{side} need {needed / 2**30:.1f} GiB in memory "
-                           f"(limit {MAX_PIXEL_BYTES / 2**30:.0f} GiB); use fewer images or a lower resolution")
+                           f"(limit {MAX_PIXEL_BYTES / 2**30:.0f} GiB); use fewer images or a lower "
+                           f"resolution")
     pixels, failures = np.zeros((len(data), side, side, 3), np.uint8), []
     for index, path in enumerate(data.paths):
         try:

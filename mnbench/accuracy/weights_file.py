@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mnbench.files import file_sha256
+from device_bench.tflite_file import sha256
 from mobilenets_tf.config import ModelConfig
 
 from .errors import WeightsFileError
@@ -47,7 +47,8 @@ def sidecar_path(weights: Path) -> Path:
 
 def preprocessing(config: ModelConfig) -> dict:
     """How images are turned into model inputs (the same as export calibration and ``mnbench evaluate``)."""
-    return {"color": "RGB", "exif_orientation": True, "resize": "shorter side to resolution / 0.875, bilinear",
+    return {"color": "RGB", "exif_orientation": True,
+            "resize": "shorter side to resolution / 0.875, bilinear",
             "crop": "centre, resolution x resolution", "crop_fraction": CROP_FRACTION,
             "input_range": list(config.spec.input_range)}
 
@@ -59,10 +60,11 @@ def write_sidecar(weights: Path, config: ModelConfig, class_names, training: dic
     from mnbench import __version__
 
     if len(class_names) != config.num_classes:
-        raise WeightsFileError(f"{len(class_names)} class names for a model with {config.num_classes} outputs")
-    record = {"format": FORMAT, "weights_file": Path(weights).name, "weights_sha256": file_sha256(weights),
-              "config": config.as_dict(), "class_names": list(class_names), "preprocessing": preprocessing(config),
-              "training": training, "mnbench": __version__,
+        raise WeightsFileError(f"{len(class_names)} class names for a model with "
+                               f"{config.num_classes} outputs")
+    record = {"format": FORMAT, "weights_file": Path(weights).name, "weights_sha256": sha256(weights),
+              "config": config.as_dict(), "class_names": list(class_names),
+              "preprocessing": preprocessing(config), "training": training, "mnbench": __version__,
               "created_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
     path = sidecar_path(weights)
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
@@ -95,8 +97,9 @@ def read_sidecar(weights: Path) -> CarriedWeights | None:
         config = ModelConfig.from_dict(record["config"])
         names = tuple(str(name) for name in record["class_names"])
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise WeightsFileError(f"weights sidecar {path} is unreadable: {' '.join(str(error).split())[:200]}") from None
-    if record.get("weights_sha256") != file_sha256(weights):
+        detail = " ".join(str(error).split())[:200]
+        raise WeightsFileError(f"weights sidecar {path} is unreadable: {detail}") from None
+    if record.get("weights_sha256") != sha256(weights):
         raise WeightsFileError(f"{path} describes other weights than {weights} (sha256 differs); "
                                "delete the sidecar or re-run `mnbench finetune`")
     if len(names) != config.num_classes:

@@ -8,5 +8,5 @@ from .export import export, inspect
 from .models import info, models
 from .profile import profile
 
-COMMANDS = [models, info, export, inspect, bench, profile, compare, ab, report, devices, device, parse, finetune,
-            evaluate]
+COMMANDS = [models, info, export, inspect, bench, profile, compare, ab, report, devices, device, parse,
+            finetune, evaluate]

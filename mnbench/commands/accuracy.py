@@ -10,7 +10,8 @@ from ..cli import VERSIONS, echo_json, parse_knobs
 from ..table import format_table
 from .models import config_options
 
-DATA_HELP = "Folder with one sub-folder of JPEG/PNG images per class, or a labels file (image path,label per line)."
+DATA_HELP = ("Folder with one sub-folder of JPEG/PNG images per class, or a labels file "
+             "(image path,label per line).")
 
 
 def _input_range(text: str | None) -> tuple[float, float] | None:
@@ -29,21 +30,26 @@ def _input_range(text: str | None) -> tuple[float, float] | None:
 @click.command()
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--data", required=True, type=click.Path(path_type=Path), help=DATA_HELP)
-@click.option("--limit", type=click.IntRange(min=1), help="Evaluate at most N images, spread over the classes.")
+@click.option("--limit", type=click.IntRange(min=1),
+              help="Evaluate at most N images, spread over the classes.")
 @click.option("--class-names", "class_names_file", type=click.Path(path_type=Path),
-              help="The model's class names in output order: a finetune weights sidecar (.json) or one per line.")
+              help="The model's class names in output order: a finetune weights sidecar (.json) or one per "
+                   "line.")
 @click.option("--input-range", help="LOW,HIGH input range of a model mnbench did not export, e.g. -1,1.")
-@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True, help="Interpreter threads.")
-@click.option("--skip-unreadable", is_flag=True, help="Leave out images that cannot be decoded (default: error).")
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Interpreter threads.")
+@click.option("--skip-unreadable", is_flag=True,
+              help="Leave out images that cannot be decoded (default: error).")
 @click.option("--confusions", type=click.IntRange(min=0), default=5, show_default=True,
               help="Most frequent (true -> predicted) mistakes to list.")
 @click.option("--results", "results_dir", type=click.Path(path_type=Path), default=Path("results/accuracy"),
               show_default=True, help="Accuracy results folder.")
 @click.option("--no-store", is_flag=True, help="Do not write the accuracy results.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one object per model.")
-def evaluate(models, data, limit, class_names_file, input_range, threads, skip_unreadable, confusions, results_dir,
-             no_store, as_json) -> None:
-    """Top-1/top-5, per-class accuracy and confusions of .tflite models on labeled images (LiteRT, this CPU)."""
+def evaluate(models, data, limit, class_names_file, input_range, threads, skip_unreadable, confusions,
+             results_dir, no_store, as_json) -> None:
+    """Top-1/top-5, per-class accuracy and confusions of .tflite models on labeled images (LiteRT, this
+    CPU)."""
     from tqdm import tqdm
 
     from mnbench.accuracy import datasets, results
@@ -52,8 +58,8 @@ def evaluate(models, data, limit, class_names_file, input_range, threads, skip_u
     images = datasets.limit(datasets.load(data), limit)
     names = read_class_names(class_names_file) if class_names_file else None
     with tqdm(total=len(images), desc="evaluate", unit="img", disable=as_json or None, leave=False) as bar:
-        rows = run(list(models), images, threads, _input_range(input_range), names, skip_unreadable, confusions,
-                   on_image=lambda done, total: bar.update(done - bar.n))
+        rows = run(list(models), images, threads, _input_range(input_range), names, skip_unreadable,
+                   confusions, on_image=lambda done, total: bar.update(done - bar.n))
     stored = None if no_store else results.write_run(
         rows, [images.relative(p) for p in images.paths], [images.class_names[i] for i in images.labels],
         results_dir)
@@ -71,7 +77,8 @@ def _print_evaluation(rows, images, stored) -> None:
     click.echo(format_table(
         ["model", "quant", "images", "top-1 %", "95% CI", "top-5 %", "class-mean top-1 %", "agree w/ first %",
          "lost/gained", "McNemar p"],
-        [[r["model"], r["quant"], r["count"], _pct(r["top1"]), f"{_pct(r['top1_ci95'][0])}-{_pct(r['top1_ci95'][1])}",
+        [[r["model"], r["quant"], r["count"], _pct(r["top1"]),
+          f"{_pct(r['top1_ci95'][0])}-{_pct(r['top1_ci95'][1])}",
           _pct(r["top5"]) + ("" if r["top5_k"] == 5 else f" (top-{r['top5_k']})"), _pct(r["mean_class_top1"]),
           _pct(r.get("vs_first", {}).get("agreement")),
           f"{r['vs_first']['lost']}/{r['vs_first']['gained']}" if "vs_first" in r else "-",
@@ -96,11 +103,14 @@ def _print_evaluation(rows, images, stored) -> None:
 @click.option("--version", type=click.Choice(VERSIONS), required=True, help="MobileNet version.")
 @config_options
 @click.option("--data", required=True, type=click.Path(path_type=Path), help=DATA_HELP)
-@click.option("--val-data", type=click.Path(path_type=Path), help="Separate validation images (default: a split).")
-@click.option("--val-fraction", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.2, show_default=True,
+@click.option("--val-data", type=click.Path(path_type=Path),
+              help="Separate validation images (default: a split).")
+@click.option("--val-fraction", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.2,
+              show_default=True,
               help="Stratified share of --data held out for validation and early stopping.")
 @click.option("--weights", type=click.Path(path_type=Path),
-              help="Start from these weights (ours, a finetune output, or keras.applications' ImageNet file).")
+              help="Start from these weights (ours, a finetune output, or keras.applications' ImageNet "
+                   "file).")
 @click.option("--freeze", is_flag=True, help="With --weights: train only the classifier.")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Maximum epochs.")
 @click.option("--patience", type=click.IntRange(min=1), default=3, show_default=True,
@@ -110,12 +120,13 @@ def _print_evaluation(rows, images, stored) -> None:
               help="Peak learning rate (default 2e-3 from scratch, 5e-4 from --weights).")
 @click.option("--no-flip", is_flag=True, help="No horizontal flips in augmentation (digits, text).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Weights file to write (*.weights.h5).")
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="Weights file to write (*.weights.h5).")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the training report as JSON.")
 @click.pass_context
-def finetune(ctx, version, alpha, resolution, knobs, data, val_data, val_fraction, weights, freeze, epochs, patience,
-             batch_size, learning_rate, no_flip, seed, out, force, as_json) -> None:
+def finetune(ctx, version, alpha, resolution, knobs, data, val_data, val_fraction, weights, freeze, epochs,
+             patience, batch_size, learning_rate, no_flip, seed, out, force, as_json) -> None:
     """Train a MobileNet on labeled images on this CPU, from scratch or from --weights.
 
     The weights are written with a sidecar (OUT with .json) holding the configuration and class names, so
@@ -129,7 +140,8 @@ def finetune(ctx, version, alpha, resolution, knobs, data, val_data, val_fractio
     validation = datasets.load(val_data) if val_data else None
     config = _finetune_config(ctx, version, alpha, resolution, knobs, weights, len(images.class_names))
     options = FinetuneOptions(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                              val_fraction=val_fraction, patience=patience, flip=not no_flip, freeze=freeze, seed=seed)
+                              val_fraction=val_fraction, patience=patience, flip=not no_flip, freeze=freeze,
+                              seed=seed)
     with _TrainingProgress(disable=as_json) as progress:
         report = train(config, images, out, weights, validation, options, force, progress)
     if as_json:
@@ -142,7 +154,8 @@ def _finetune_config(ctx, version, alpha, resolution, knobs, weights, classes):
     """The configuration to train: typed options, else those the --weights carry, else the defaults."""
     from mobilenets_tf import configure
 
-    carried = carried_options(ctx, (version,), alpha, resolution, knobs, classes, weights, None, classes_typed=False)
+    carried = carried_options(ctx, (version,), alpha, resolution, knobs, classes, weights, None,
+                              classes_typed=False)
     return configure(version, carried["alpha"], carried["resolution"], classes, knobs=carried["knobs"])
 
 
@@ -177,11 +190,13 @@ def carried_options(ctx, versions, alpha, resolution, knobs, num_classes, weight
                             num_classes=num_classes if classes_typed else None) if weights else None
     if config is None:
         if not versions:
-            raise click.UsageError("Missing option '--version' (needed unless --weights come from mnbench finetune)")
+            raise click.UsageError("Missing option '--version' (needed unless --weights come from mnbench "
+                                   "finetune)")
         return {"versions": tuple(versions), "alpha": alpha, "resolution": resolution, "knobs": knob_values,
                 "num_classes": num_classes, "calib_dir": calib_dir}
     if len(set(versions)) > 1:
-        raise click.UsageError(f"--weights {weights} fit one version ({config.version}); pass one --version or none")
+        raise click.UsageError(f"--weights {weights} fit one version ({config.version}); pass one --version "
+                               f"or none")
     return {"versions": (config.version,), "alpha": config.alpha, "resolution": config.resolution,
             "knobs": dict(config.knobs), "num_classes": config.num_classes,
             "calib_dir": calib_dir if calib_dir is not None else read_sidecar(weights).training_data}
@@ -211,21 +226,24 @@ class _TrainingProgress:
             if self.bar is not None:
                 self.bar.close()
             unit = {"load": "img", "train": "step", "batchnorm": "batch"}.get(stage, "it")
-            self.bar, self.stage = tqdm(total=total, desc=stage, unit=unit, disable=self.disable, leave=False), stage
+            self.bar, self.stage = tqdm(total=total, desc=stage, unit=unit, disable=self.disable,
+                                        leave=False), stage
         self.bar.update(done - self.bar.n)
         if stage == "train" and done % 10 == 0:
-            self.bar.set_postfix(epoch=info.get("epoch"), loss=f"{info.get('loss', float('nan')):.3f}", refresh=False)
+            self.bar.set_postfix(epoch=info.get("epoch"), loss=f"{info.get('loss', float('nan')):.3f}",
+                                 refresh=False)
 
 
 def _print_training(report, config, data) -> None:
     bn = report["batchnorm"]
     click.echo(f"trained {config.version} alpha={config.alpha:g} resolution={config.resolution} "
-               f"({len(report['class_names'])} classes) on {report['train_images']} images, "
-               f"validated on {report['val_images']}: {report['epochs_run']} epoch(s), best {report['best_epoch']}, "
+               f"({len(report['class_names'])} classes) on {report['train_images']} images, validated on "
+               f"{report['val_images']}: {report['epochs_run']} epoch(s), best {report['best_epoch']}, "
                f"{report['seconds']:.0f} s")
     if "val_top1" in bn:
         click.echo(f"validation top-1 {_pct(bn['val_top1'])} % in inference mode, as exported "
-                   f"({_pct(bn['val_top1_batch_statistics'])} % with batch statistics); BatchNorm: {bn['method']}")
+                   f"({_pct(bn['val_top1_batch_statistics'])} % with batch statistics); BatchNorm: "
+                   f"{bn['method']}")
     click.echo(f"wrote {report['weights']} and {report['sidecar']}")
     knobs = "".join(f" --set {k}={str(v).lower()}" for k, v in config.non_default_knobs.items())
     click.echo(f"next: mnbench export --version {config.version} --alpha {config.alpha:g} --resolution "

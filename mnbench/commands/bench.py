@@ -38,20 +38,23 @@ class IntList(click.ParamType):
               help="Minimum seconds of timed runs.")
 @click.option("--max-secs", type=click.FloatRange(min=0, min_open=True), default=150.0, show_default=True,
               help="Stop timed runs after this long.")
-@click.option("--warmup", type=click.IntRange(min=0), default=1, show_default=True, help="Minimum warm-up runs.")
+@click.option("--warmup", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Minimum warm-up runs.")
 @click.option("--no-xnnpack", is_flag=True, help="Plain TFLite kernels instead of the XNNPACK delegate.")
 @click.option("--results", "results_dir", type=click.Path(path_type=Path), default=Path("results/runs"),
               show_default=True, help="Results store folder.")
 @click.option("--no-store", is_flag=True, help="Do not write the results store.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of result rows.")
-def bench(models, threads, runs, min_secs, max_secs, warmup, no_xnnpack, results_dir, no_store, as_json) -> None:
+def bench(models, threads, runs, min_secs, max_secs, warmup, no_xnnpack, results_dir, no_store,
+          as_json) -> None:
     """Benchmark .tflite models on this CPU; each (model, threads) runs in a fresh process."""
     from tqdm import tqdm
 
     from device_bench.host import HostParams, bench as run_bench
     from device_bench.store import StoreError
 
-    params = HostParams(runs=runs, min_secs=min_secs, max_secs=max_secs, warmup=warmup, xnnpack=not no_xnnpack)
+    params = HostParams(runs=runs, min_secs=min_secs, max_secs=max_secs, warmup=warmup,
+                        xnnpack=not no_xnnpack)
     total = len(models) * len(threads)
     finished: list[dict] = []
     with tqdm(total=total, desc="bench", unit="run", disable=as_json or None, leave=False) as bar:
@@ -76,8 +79,8 @@ def _print(rows: list[dict], run_dir, as_json: bool) -> None:
         echo_json(rows)
         return
     click.echo(format_table(
-        ["model", "threads", "delegate", "status", "median ms", "95% CI ms", "mean ms", "p90 ms", "cv", "runs",
-         "init ms", "mem MB"],
+        ["model", "threads", "delegate", "status", "median ms", "95% CI ms", "mean ms", "p90 ms", "cv",
+         "runs", "init ms", "mem MB"],
         [[r["model"], r["threads"], r["delegate"], r["status"], _ms(r.get("median_us")), _ci(r),
           _ms(r.get("mean_us")), _ms(r.get("p90_us")), r.get("cv"), r.get("count"), _ms(r.get("init_us")),
           r.get("mem_peak_mb")] for r in rows]))

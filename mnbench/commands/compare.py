@@ -2,8 +2,8 @@
 
 ``compare`` and ``ab`` exit 1 when a pair is judged a regression (or failed) unless ``--fail-on never``,
 2 on bad input (missing or corrupt results, nothing in common, refused targets), so CI can gate on them.
-The gate's failure is an error (``GateFailed``) rather than ``click.exceptions.Exit(1)``, because
-``mnbench.cli.main`` drops the exit code that click returns for ``Exit`` in non-standalone mode.
+The gate's failure is an error (``GateFailed``, which ``mnbench.cli`` maps to exit 1) with a one-line
+message saying what failed; ``click.exceptions.Exit(1)`` would also set the status but say nothing.
 Both append their Markdown to ``$GITHUB_STEP_SUMMARY`` when it is set.
 """
 

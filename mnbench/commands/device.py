@@ -12,21 +12,22 @@ from pathlib import Path
 
 import click
 
+from device_bench.delegates import DELEGATES
+from device_bench.errors import BenchError
+
 from ..cli import VERSIONS, echo_json
-from ..errors import BenchError
 from ..table import format_table
 from .bench import IntList
 
 MODELS_DIR = Path("results/models")
-DELEGATE_CHOICES = ("cpu", "xnnpack", "gpu", "nnapi")
 
 
 def _delegate_list(_ctx, param, value: str) -> list[str]:
     names = [part.strip().lower() for part in value.split(",") if part.strip()]
-    bad = [name for name in names if name not in DELEGATE_CHOICES]
+    bad = [name for name in names if name not in DELEGATES]
     if bad or not names:
         shown = ", ".join(bad) or repr(value)
-        raise click.BadParameter(f"{shown} is not one of {', '.join(DELEGATE_CHOICES)}", param=param)
+        raise click.BadParameter(f"{shown} is not one of {', '.join(DELEGATES)}", param=param)
     return list(dict.fromkeys(names))
 
 
@@ -57,7 +58,7 @@ def devices(as_json: bool) -> None:
               help="--num_threads values, e.g. 1,4.")
 @click.option("--delegate", "delegates", default="xnnpack", show_default=True, callback=_delegate_list,
               metavar="D[,D...]",
-              help="Comma-separated: cpu (no XNNPACK), xnnpack, gpu, nnapi.")
+              help=f"Comma-separated, from {', '.join(DELEGATES)} (cpu: no XNNPACK).")
 @click.option("--benchmark-binary", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="Your benchmark_model build for the phone (default: the official prebuilt, if pinned).")
 @click.option("--op-profile", is_flag=True,

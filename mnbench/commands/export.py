@@ -7,12 +7,14 @@ from pathlib import Path
 
 import click
 
+from export.quantization import DEFAULT_LOWERING, IoType, Lowering, Quant
+
 from ..cli import VERSIONS, echo_json
 from ..errors import MnbenchError
 from ..table import format_table
 from .models import config_options
 
-QUANTS = ("fp32", "fp16", "dynamic", "int8")
+QUANTS = tuple(quant.value for quant in Quant)
 
 
 @click.command()
@@ -23,37 +25,40 @@ QUANTS = ("fp32", "fp16", "dynamic", "int8")
 @config_options
 @click.option("--classes", "num_classes", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Classifier outputs (must match --weights).")
-@click.option("--weights", type=click.Path(path_type=Path), help="Keras weights file (ours or keras.applications').")
+@click.option("--weights", type=click.Path(path_type=Path),
+              help="Keras weights file (ours or keras.applications').")
 @click.option("--calib-dir", type=click.Path(path_type=Path),
               help="Folder of JPEG/PNG images (recursive). Default: photographs shipped in scikit-image.")
 @click.option("--calib-samples", type=click.IntRange(min=1), default=64, show_default=True,
               help="Calibration (and verification) images.")
-@click.option("--io", "io_type", type=click.Choice(["int8", "uint8", "float"]), default="int8", show_default=True,
-              help="Input/output type of int8 models.")
-@click.option("--hswish", "lowerings", type=click.Choice(["decomposed", "fused", "float"]), multiple=True,
-              default=("decomposed",), show_default=True, help="How int8 V3 models lower h-swish (repeat for several).")
+@click.option("--io", "io_type", type=click.Choice([io.value for io in IoType]), default=IoType.INT8.value,
+              show_default=True, help="Input/output type of int8 models.")
+@click.option("--hswish", "lowerings", type=click.Choice([lowering.value for lowering in Lowering]),
+              multiple=True, default=(DEFAULT_LOWERING["host"].value,), show_default=True,
+              help="How int8 V3 models lower h-swish (repeat for several).")
 @click.option("--precision", type=click.Choice(["int8", "auto"]), default="int8", show_default=True,
               help="int8: every block int8; auto: blocks the target runs faster in float32 stay float32.")
 @click.option("--float-blocks", default="", metavar="BLOCK[,BLOCK...]",
               help="Keep these blocks float32 in an int8 model, e.g. stem,block01 (see `mnbench profile`).")
 @click.option("--target", default="host", show_default=True,
-              help="Where --precision auto times the blocks: host, or a phone's serial (benchmark_model over ADB).")
+              help="Where --precision auto times the blocks: host, or a phone's serial "
+                   "(benchmark_model over ADB).")
 @click.option("--benchmark-binary", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="benchmark_model build for a phone --target (needed: mnbench runs no unchecked download).")
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True,
               help="Thread count --precision auto decides for.")
 @click.option("--int8-softmax", is_flag=True,
-              help="Keep the final softmax in int8 models (default: they end at the logits, as XNNPACK has no "
-                   "int8 softmax).")
+              help="Keep the final softmax in int8 models (default: they end at the logits, as XNNPACK has "
+                   "no int8 softmax).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("results/models"),
               show_default=True, help="Output folder.")
 @click.option("--force", is_flag=True, help="Rebuild even if an up-to-date model exists.")
 @click.option("--no-verify", is_flag=True, help="Skip the comparison with the Keras model.")
 @click.option("--json", "as_json", is_flag=True, help="Print the sidecars as a JSON array.")
 @click.pass_context
-def export(ctx, versions, quants, alpha, resolution, knobs, num_classes, weights, calib_dir, calib_samples, io_type, lowerings,
-           precision, float_blocks, target, benchmark_binary, threads, int8_softmax, out_dir, force, no_verify,
-           as_json) -> None:
+def export(ctx, versions, quants, alpha, resolution, knobs, num_classes, weights, calib_dir, calib_samples,
+           io_type, lowerings, precision, float_blocks, target, benchmark_binary, threads, int8_softmax,
+           out_dir, force, no_verify, as_json) -> None:
     """Convert MobileNets to LiteRT models, calibrated on real images and verified against Keras.
 
     \b
@@ -81,10 +86,12 @@ def export(ctx, versions, quants, alpha, resolution, knobs, num_classes, weights
         return
     click.echo(format_table(["model", "size MB", "seconds", "fidelity vs Keras", "partitions", "status"],
                             [[r["file"], r["size_bytes"] / 1e6, r["export_seconds"], _fidelity(r),
-                              r["delegation"]["partitions"], "cached" if r["cached"] else "built"] for r in results]))
+                              r["delegation"]["partitions"],
+                              "cached" if r["cached"] else "built"] for r in results]))
     for record in results:
         if record["float_ops"] and not record.get("conversion", {}).get("float_blocks"):
-            click.echo(f"warning: {record['file']} keeps float operators: {', '.join(record['float_ops'][:8])}",
+            click.echo(f"warning: {record['file']} keeps float operators: "
+                       f"{', '.join(record['float_ops'][:8])}",
                        err=True)
     calibration = results[0]["calibration"]
     click.echo(f"\nwritten to {out_dir}/ (a .json sidecar beside each model); "
@@ -95,16 +102,15 @@ def _requests(versions, quants, lowerings, *, alpha, resolution, num_classes, kn
     """One request per (version, quantization, lowering); the lowering only multiplies int8 V3 models."""
     from mobilenets_tf import configure
 
-    from export.int8 import Lowering
     from export.pipeline import ExportRequest
-    from export.quantization import IoType, Quant
 
     requests = {}
     for version in dict.fromkeys(versions):
         config = configure(version, alpha, resolution, num_classes, knobs=knobs)
         for quant in dict.fromkeys(quants):
             for lowering in dict.fromkeys(lowerings):
-                request = ExportRequest(config, Quant(quant), IoType(io), hswish=Lowering(lowering), **options)
+                request = ExportRequest(config, Quant(quant), IoType(io), hswish=Lowering(lowering),
+                                        **options)
                 requests.setdefault((version, quant, request.lowering), request)
     return list(requests.values())
 
@@ -122,7 +128,8 @@ def _fidelity(record: dict) -> str:
     if record["quant"] == "fp32":
         return f"max|diff| {check['outputs']['max_abs_diff']:.1e}"
     measure = check.get("logits", check["outputs"])
-    return f"top1 {measure['top1_agreement']:.2f} cos {measure['cosine']:.3f} SQNR {measure['sqnr_db']:.1f} dB"
+    return (f"top1 {measure['top1_agreement']:.2f} cos {measure['cosine']:.3f} "
+            f"SQNR {measure['sqnr_db']:.1f} dB")
 
 
 @click.command()
@@ -130,7 +137,7 @@ def _fidelity(record: dict) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def inspect(model: Path, as_json: bool) -> None:
     """What a .tflite model contains: its configuration, operators, tensor types and delegation."""
-    from export.tflite_file import describe
+    from device_bench.tflite_file import describe
 
     info = describe(model)
     if as_json:
@@ -140,8 +147,10 @@ def inspect(model: Path, as_json: bool) -> None:
     click.echo(f"{model}  {info['size_bytes'] / 1e6:.2f} MB  sha256 {info['sha256'][:16]}")
     if embedded:
         config = embedded["config"]
-        click.echo(f"mnbench model: {config['version']} alpha={config['alpha']:g} resolution={config['resolution']} "
-                   f"classes={config['num_classes']} quant={embedded['quant']} knobs={json.dumps(config['knobs'])}")
+        click.echo(f"mnbench model: {config['version']} alpha={config['alpha']:g} "
+                   f"resolution={config['resolution']} "
+                   f"classes={config['num_classes']} quant={embedded['quant']} "
+                   f"knobs={json.dumps(config['knobs'])}")
         click.echo(f"weights: {embedded['weights']}")
     else:
         click.echo("not written by mnbench (no embedded configuration)")

@@ -13,8 +13,10 @@ from ..table import format_table
 def config_options(func):
     """--version/--alpha/--resolution/--set, shared by every command that names a model."""
     func = click.option("--set", "knobs", multiple=True, metavar="KEY=VALUE",
-                        help="Ablation knob, e.g. separable=false, activation=relu (see `mnbench models`).")(func)
-    func = click.option("--resolution", type=int, default=224, show_default=True, help="Input size (>= 32).")(func)
+                        help="Ablation knob, e.g. separable=false, activation=relu (see `mnbench "
+                             "models`).")(func)
+    func = click.option("--resolution", type=int, default=224, show_default=True,
+                        help="Input size (>= 32).")(func)
     func = click.option("--alpha", type=float, default=1.0, show_default=True,
                         help="Width multiplier in (0, 2].")(func)
     return func
@@ -41,14 +43,16 @@ def models(as_json: bool) -> None:
     for name in list_versions():
         for knob in get_version(name).knobs:
             choices = "|".join(map(str, knob.choices)) if knob.choices else type(knob.default).__name__
-            setting = f"{knob.name}={str(knob.default).lower() if isinstance(knob.default, bool) else knob.default}"
+            default = str(knob.default).lower() if isinstance(knob.default, bool) else knob.default
+            setting = f"{knob.name}={default}"
             click.echo(f"  {name:9} {setting:24} {choices:20} {knob.help}")
 
 
 @click.command()
 @click.option("--version", "version", type=click.Choice(VERSIONS), required=True, help="MobileNet version.")
 @config_options
-@click.option("--classes", "num_classes", type=int, default=1000, show_default=True, help="Classifier outputs.")
+@click.option("--classes", "num_classes", type=int, default=1000, show_default=True,
+              help="Classifier outputs.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def info(version: str, alpha: float, resolution: int, knobs: tuple[str, ...], num_classes: int,
          as_json: bool) -> None:

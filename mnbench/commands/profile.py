@@ -42,12 +42,12 @@ def profile(model: Path, target: str, by: str, threads: int, as_json: bool) -> N
         click.echo(format_table(["operator type", "ms", "share"],
                                 [[name, us / 1000, f"{100 * us / total:.1f}%"] for name, us in
                                  sorted(report["by_op_type"].items(), key=lambda item: -item[1])]))
-    click.echo(f"\nsum of slices {total / 1000:.3f} ms, whole model {report['whole_us'] / 1000:.3f} ms (ratio "
-               f"{report['sum_over_whole']:.2f}), {threads} thread(s); invoke floor {report['floor_us']:.2f} us "
-               f"subtracted per slice, {report['sessions']} session(s)")
+    click.echo(f"\nsum of slices {total / 1000:.3f} ms, whole model {report['whole_us'] / 1000:.3f} ms "
+               f"(ratio {report['sum_over_whole']:.2f}), {threads} thread(s); invoke floor "
+               f"{report['floor_us']:.2f} us subtracted per slice, {report['sessions']} session(s)")
     if by == "op":
-        click.echo("op: what the operator adds to its layer; negative where XNNPACK runs the longer chain as a "
-                   "faster kernel")
+        click.echo("op: what the operator adds to its layer; negative where XNNPACK runs the longer chain as "
+                   "a faster kernel")
 
 
 def _ops(counts: dict) -> str:

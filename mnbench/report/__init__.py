@@ -11,5 +11,3 @@ from ..errors import MnbenchError
 
 class ReportError(MnbenchError):
     """Results that a report cannot be made from (none, missing or corrupt), or an unwritable folder."""
-
-    exit_code = 2

@@ -39,7 +39,8 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
     ok["model_key"] = [model_identity(row) for row in records]
     ok["config_key"] = [row["config"] or row["model_sha256"] or row["model"] for row in records]
     ok["device"] = [target_desc(row).get("model") for row in records]
-    ok["soc"] = [target_desc(row).get("soc_model") or target_desc(row).get("board_platform") for row in records]
+    ok["soc"] = [target_desc(row).get("soc_model") or target_desc(row).get("board_platform")
+                 for row in records]
     ok = ok.sort_values("utc_time", kind="stable")
     ok["median_ms"] = ok["median_us"].astype("Float64") / 1e3
     ok["ci_low_ms"] = ok["median_ci_low_us"].astype("Float64") / 1e3
@@ -203,11 +204,9 @@ def _default_knobs(config: str | None) -> bool:
         return False
     from mobilenets_tf import configure  # tables and knobs only, no TensorFlow
 
-    from ..errors import MnbenchError
-
     try:
         model = configure(**json.loads(config))
-    except (MnbenchError, TypeError, ValueError):
+    except (TypeError, ValueError):     # SpecError is a ValueError
         return False
     return not model.non_default_knobs and model.num_classes == 1000 and model.include_top
 

@@ -69,7 +69,8 @@ def _header(flags):
 def _ok_log(flags, settings):
     avg_us = float(settings.get("inference_avg_us", 12340.5))
     graph = os.path.basename(flags.get("graph", ""))
-    avg_us = next((float(us) for key, us in settings.get("avg_us_by_graph", {}).items() if key in graph), avg_us)
+    avg_us = next((float(us) for key, us in settings.get("avg_us_by_graph", {}).items() if key in graph),
+                  avg_us)
     init_us = float(settings.get("init_us", 35210))
     first_us, warmup_us = round(avg_us * 1.31), round(avg_us * 1.04, 1)
     runs = max(int(flags.get("num_runs", 50)), 1)

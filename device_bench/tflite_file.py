@@ -1,4 +1,5 @@
-"""Read and annotate .tflite files: embedded configuration, operators, tensor types, delegation.
+"""The .tflite file layer: read a model, hash it, its embedded configuration, operators, tensor types and
+delegation, and its flatbuffer object tree (what :mod:`device_bench.slices` cuts).
 
 Uses the flatbuffer schema shipped with ai-edge-litert; no TensorFlow import.
 """
@@ -12,13 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mnbench.errors import MnbenchError
+from .errors import ModelFileError
 
 METADATA_KEY = "mnbench"
-
-
-class ModelFileError(MnbenchError):
-    """A file that is missing or is not a readable .tflite model."""
 
 
 def _schema():
@@ -47,8 +44,29 @@ def read_bytes(path: Path) -> bytes:
     return data
 
 
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def sha256(source: bytes | str | Path) -> str:
+    """sha256 of bytes, or of a file's content (read in 1 MiB blocks)."""
+    if isinstance(source, bytes):
+        return hashlib.sha256(source).hexdigest()
+    digest = hashlib.sha256()
+    with open(source, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tree(data: bytes):
+    """The model as a mutable flatbuffer object tree (``ai_edge_litert``'s ``ModelT``).
+
+    Raises:
+        ModelFileError: a truncated or corrupt flatbuffer.
+    """
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    try:
+        return flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+    except Exception as error:  # flatbuffers raises struct.error, IndexError, ... on corrupt input
+        raise ModelFileError(f"corrupt .tflite model: {type(error).__name__}: {error}") from None
 
 
 def embed_metadata(model: bytes, payload: dict) -> bytes:
@@ -56,15 +74,15 @@ def embed_metadata(model: bytes, payload: dict) -> bytes:
     from ai_edge_litert.tools import flatbuffer_utils
 
     schema = _schema()
-    tree = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
+    objects = tree(model)
     buffer = schema.BufferT()
     buffer.data = np.frombuffer(json.dumps(payload, sort_keys=True).encode(), dtype=np.uint8)
-    tree.buffers.append(buffer)
+    objects.buffers.append(buffer)
     entry = schema.MetadataT()
     entry.name = METADATA_KEY
-    entry.buffer = len(tree.buffers) - 1
-    tree.metadata = [m for m in (tree.metadata or []) if m.name != METADATA_KEY.encode()] + [entry]
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(tree))
+    entry.buffer = len(objects.buffers) - 1
+    objects.metadata = [m for m in (objects.metadata or []) if m.name != METADATA_KEY.encode()] + [entry]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(objects))
 
 
 def _model(data: bytes):
@@ -126,7 +144,8 @@ def tensor_details(interpreter, which: str) -> list[dict]:
     result = []
     for d in details:
         scale, zero = d["quantization"]
-        result.append({"name": d["name"], "dtype": np.dtype(d["dtype"]).name, "shape": [int(s) for s in d["shape"]],
+        result.append({"name": d["name"], "dtype": np.dtype(d["dtype"]).name,
+                       "shape": [int(s) for s in d["shape"]],
                        "scale": float(scale) if scale else None, "zero_point": int(zero) if scale else None})
     return result
 
@@ -166,8 +185,10 @@ def describe(path: Path, with_delegation: bool = True) -> dict:
             "embedded": read_metadata(data), "op_histogram": op_histogram(ops), "float_ops": float_ops(ops),
             "operators": len(ops)}
     interpreter = open_interpreter(data)
-    info["inputs"], info["outputs"] = tensor_details(interpreter, "input"), tensor_details(interpreter, "output")
-    info["tensor_types"] = dict(collections.Counter(np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()))
+    info["inputs"] = tensor_details(interpreter, "input")
+    info["outputs"] = tensor_details(interpreter, "output")
+    info["tensor_types"] = dict(collections.Counter(np.dtype(t["dtype"]).name
+                                                    for t in interpreter.get_tensor_details()))
     if with_delegation:
         info["delegation"] = delegation(interpreter)
     return info
@@ -177,7 +198,7 @@ def open_interpreter(data: bytes, num_threads: int = 1, preserve_all_tensors: bo
     """A LiteRT interpreter (default XNNPACK delegate) with tensors allocated, its notices silenced."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from mnbench.quiet import captured
+    from .quiet import captured
 
     try:
         with captured():
