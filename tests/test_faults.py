@@ -166,6 +166,7 @@ def device_ctrl_c_once(tmp_path, loopback_device, adb_home):
         ("a.tflite", "ok"), ("hang.tflite", "failed")], log.read_text()
     assert rows[1]["error"].startswith("interrupted")
     assert wait_until_no_process("hang.tflite", 10) == []
+    assert not list(loopback_device.host_path("/data/local/tmp").glob("mnbench-*"))  # cleaned up
 
 
 # ---------------------------------------------------------------------------------- 2: bench store
