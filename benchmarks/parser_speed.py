@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks._context import header  # noqa: E402
 from device_bench import parser as new_parser  # noqa: E402
-from mnbench.errors import ToolOutputParseError  # noqa: E402
+from device_bench.errors import ToolOutputParseError  # noqa: E402
 
 OLD_COMMIT = "d9a0532"
 SHARED_LOGS = ROOT.parent / "shared" / "fixtures" / "benchmark_logs"
@@ -35,6 +35,9 @@ def old_parser():
     """The parser as it was at OLD_COMMIT, imported from a temporary file."""
     source = subprocess.run(["git", "show", f"{OLD_COMMIT}:device_bench/parser.py"], cwd=ROOT, check=True,
                             capture_output=True, text=True).stdout
+    # its error class has moved since (issue #12); both parsers must raise the one caught below
+    source = source.replace("from mnbench.errors import ToolOutputParseError",
+                            "from device_bench.errors import ToolOutputParseError")
     path = Path(tempfile.mkdtemp()) / "parser_old.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("parser_old", path)
