@@ -5,7 +5,8 @@ Speaks the server's smart-socket protocol directly (AOSP ``SERVICES.TXT``/``SYNC
 fresh socket asks for ``host:transport:<serial>`` and then opens one device service on it:
 ``shell,v2,raw:<cmd>`` when the device lists ``shell_v2`` (separate stderr, real exit status), else the
 legacy ``shell:`` with an exit marker; ``sync:`` for push and pull. The port is
-``$ANDROID_ADB_SERVER_PORT`` or 5037.
+``$ANDROID_ADB_SERVER_PORT`` or 5037 on 127.0.0.1, or ``$ADB_SERVER_SOCKET`` (``tcp:HOST:PORT``) as Google's
+adb reads it; a lab passes other hosts' servers explicitly (:mod:`device_bench.lab`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from .errors import (AdbServerUnavailable, CommandTimeout, ConnectionLost, Devic
 from .transport import (ClosingTransport, Completed, DeviceEntry, decode_output, replaced_when_complete,
                         split_exit_marker, wrap_with_exit_marker)
 
-__all__ = ["AdbServer", "AdbServerTransport", "DeviceEntry", "list_devices", "parse_devices_l", "server_port"]
+__all__ = ["AdbServer", "AdbServerTransport", "DeviceEntry", "list_devices", "parse_devices_l",
+           "server_address", "server_port"]
 
 DEFAULT_SERVER_PORT = 5037
 DEFAULT_SERVER_TIMEOUT_S = 5.0
@@ -46,6 +48,24 @@ def server_port() -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
         raise DeviceError(f"ANDROID_ADB_SERVER_PORT must be a TCP port number, got {text!r}")
     return int(text)
+
+
+def server_address() -> tuple[str, int]:
+    """Where the default adb server listens, as Google's adb decides: ``$ADB_SERVER_SOCKET``
+    (``tcp:HOST:PORT`` or ``tcp:PORT``), else 127.0.0.1 and :func:`server_port`.
+
+    Raises:
+        DeviceError: a variable that does not name a TCP address.
+    """
+    text = os.environ.get("ADB_SERVER_SOCKET", "").strip()
+    if not text:
+        return "127.0.0.1", server_port()
+    kind, _, address = text.partition(":")
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if kind != "tcp" or not port.isdigit() or not 0 < int(port) < 65536:
+        raise DeviceError(f"ADB_SERVER_SOCKET must be tcp:HOST:PORT or tcp:PORT, got {text!r}")
+    return host, int(port)
 
 
 def parse_devices_l(text: str) -> list[DeviceEntry]:
@@ -101,19 +121,26 @@ class AdbServer:
     """A client of one adb server.
 
     Args:
-        host: where the server listens (always local in practice).
-        port: the server port; default from :func:`server_port`.
+        host: where the server listens: this host, or another host of a lab (``adb -a ... server``);
+            default from :func:`server_address`.
+        port: the server port; default from :func:`server_address`.
         timeout_s: limit for host requests (listing, features, opening services).
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None,
+    def __init__(self, host: str | None = None, port: int | None = None,
                  timeout_s: float = DEFAULT_SERVER_TIMEOUT_S) -> None:
-        self.host = host
-        self.port = port if port is not None else server_port()
+        default_host, default_port = server_address() if host is None or port is None else (host, port)
+        self.host = host if host is not None else default_host
+        self.port = port if port is not None else default_port
         self.timeout_s = timeout_s
 
     def __repr__(self) -> str:
-        return f"AdbServer({self.host}:{self.port})"
+        return f"AdbServer({self.address})"
+
+    @property
+    def address(self) -> str:
+        """``HOST:PORT`` (``[v6]:PORT``), as ``--adb-server`` takes it and result rows record it."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     # --------------------------------------------------------------------------------- smart sockets
     def _connect(self) -> socket.socket:

@@ -11,6 +11,7 @@ rows have no samples (``samples_file`` empty) and no ``p90_us``/``p99_us``/confi
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -24,8 +25,9 @@ from .errors import BenchError, ModelFileError, UnknownSerial
 
 from .android_run import DELEGATES, BenchSettings, ModelFile, result_row
 from .android_session import DeviceSession, RunResult
-from .binary import BenchmarkBinary, user_binary
+from .binary import BinaryChoice
 from .connect import open_transport
+from .lab import LabDevice, read_devices_file
 from .provenance import model_columns, run_columns
 from .store import DEFAULT_ROOT, ResultStore, RunWriter, row_key
 from .transport import Transport
@@ -52,20 +54,7 @@ class AndroidRun:
         return [result for result in self.results if result.row["status"] != "ok"]
 
 
-def read_devices_file(path: Path) -> list[str]:
-    """Serials from a file, one per line; blank lines and ``#`` comments are skipped.
-
-    Raises:
-        BenchError: the file cannot be read.
-    """
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise BenchError(f"cannot read the devices file {path}: {error}") from None
-    return [line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()]
-
-
-def reach_devices(serials: Sequence[str], connect: Callable[[str], Transport] = open_transport
+def reach_devices(devices: Sequence[LabDevice], connect: Callable[..., Transport] = open_transport
                   ) -> list[BenchError]:
     """Connect to every device once, before anything is exported or pushed.
 
@@ -76,9 +65,10 @@ def reach_devices(serials: Sequence[str], connect: Callable[[str], Transport] = 
         UnknownSerial: no adb server or USB phone has one of the serials (a typo, an unplugged phone).
     """
     failures: list[BenchError] = []
-    for serial in dict.fromkeys(serials):
+    for device in devices:
+        opener = functools.partial(connect, server=device.server) if device.server else connect
         try:
-            connect(serial).close()
+            opener(device.serial).close()
         except UnknownSerial:
             raise
         except BenchError as error:
@@ -105,22 +95,24 @@ def load_models(paths: Sequence[Path | ModelFile]) -> list[ModelFile]:
     return list(models.values())
 
 
-def benchmark_devices(serials: Sequence[str], models: Sequence[Path | ModelFile], *,
+def benchmark_devices(serials: Sequence[str | LabDevice], models: Sequence[Path | ModelFile], *,
                       threads: Sequence[int] = (1,), delegates: Sequence[str] = ("xnnpack",),
                       settings: BenchSettings | None = None, benchmark_binary: Path | None = None,
-                      results_root: Path = DEFAULT_ROOT,
+                      benchmark_sha256: str | None = None, results_root: Path = DEFAULT_ROOT,
                       connect: Callable[[str], Transport] = open_transport,
                       on_result: Callable[[RunResult], None] | None = None,
                       on_interrupt: Callable[[str], None] = logger.warning) -> AndroidRun:
     """Benchmark every (model, threads, delegate) on every device in parallel and store one run.
 
     Args:
-        serials: devices as ``adb devices`` lists them, or ``host:port``; duplicates count once.
+        serials: devices as ``adb devices`` lists them, or ``host:port``, or resolved lab devices
+            (:func:`device_bench.lab.select`: their adb server and labels); duplicates count once.
         models: .tflite files (or :class:`ModelFile`).
         threads: ``--num_threads`` values.
         delegates: from :data:`DELEGATES`.
         settings: run settings (defaults: :class:`BenchSettings`).
-        benchmark_binary: the user's benchmark_model build; None = the official prebuilt per ABI.
+        benchmark_binary: the user's benchmark_model build; None = Google's prebuilt for this LiteRT release.
+        benchmark_sha256: the sha256 the binary must have (the prebuilt's download, or the user's file).
         results_root: the results store's root.
         connect: opens a transport for a serial (tests pass key and timeout options).
         on_result: called from the worker threads after each run (progress output), once it is stored.
@@ -138,8 +130,10 @@ def benchmark_devices(serials: Sequence[str], models: Sequence[Path | ModelFile]
         ModelFileError: a model is not a .tflite file.
         StoreError: the results store cannot be written (checked before any device is reached).
     """
-    serials = list(dict.fromkeys(serial.strip() for serial in serials if serial.strip()))
-    if not serials:
+    devices = [item if isinstance(item, LabDevice) else LabDevice(item.strip(), None, item.strip())
+               for item in serials if isinstance(item, LabDevice) or item.strip()]
+    devices = list({device.name: device for device in devices}.values())
+    if not devices:
         raise BenchError("no device: pass --serial SERIAL (see `mnbench devices`) or --devices-file")
     loaded = load_models(models)
     if not loaded:
@@ -150,16 +144,19 @@ def benchmark_devices(serials: Sequence[str], models: Sequence[Path | ModelFile]
     if not threads or min(threads) < 1:
         raise BenchError(f"threads must be >= 1, received {list(threads)}")
     settings = settings or BenchSettings()
-    binary: BenchmarkBinary | None = user_binary(benchmark_binary) if benchmark_binary else None
+    binary = BinaryChoice(benchmark_binary, benchmark_sha256)
+    binary.user()   # a missing or mismatching --benchmark-binary is an error before any phone is touched
     store = ResultStore(results_root)
     run_id = store.new_run_id()
     saved = _Saver(store.writer(run_id), on_result)  # checks the store before anything runs
     stop = threading.Event()
     problems = {model.name: problem for model in loaded if (problem := local_problem(model))}
-    sessions = [DeviceSession(serial, run_id, loaded, list(dict.fromkeys(threads)),
-                              list(dict.fromkeys(delegates)), settings, binary, connect, stop, saved.add,
-                              problems)
-                for serial in serials]
+    sessions = [DeviceSession(device.serial, run_id, loaded, list(dict.fromkeys(threads)),
+                              list(dict.fromkeys(delegates)), settings, binary,
+                              functools.partial(connect, server=device.server) if device.server else connect,
+                              stop, saved.add, target=device.name, about=device.about(),
+                              model_problems=problems)
+                for device in devices]
     per_device: list[list[RunResult] | None] = [None] * len(sessions)  # set when a worker is done
 
     def work(index: int) -> None:
@@ -173,7 +170,7 @@ def benchmark_devices(serials: Sequence[str], models: Sequence[Path | ModelFile]
         _wait(per_device)
     except KeyboardInterrupt:
         stop.set()  # workers stop their running benchmark, clean up, and fail the rest as interrupted
-        running = [f"{session.serial} ({session.current})" for session in sessions if session.current]
+        running = [f"{session.target} ({session.current})" for session in sessions if session.current]
         on_interrupt(f"interrupted: stopping the benchmark running on {', '.join(running) or 'no device'}; "
                      f"finished runs are stored in {saved.writer.path} (Ctrl-C again to quit at once)")
         for session in sessions:
@@ -214,7 +211,7 @@ def _run_safely(session: DeviceSession) -> list[RunResult]:
     except Exception as error:  # noqa: BLE001 - reported in the rows and the log
         logger.exception("%s: unexpected error", session.serial)
         reason = f"internal error: {type(error).__name__}: {error}"
-        return [RunResult(result_row(run_id=session.run_id, serial=session.serial, model=model, threads=count,
+        return [RunResult(result_row(run_id=session.run_id, serial=session.target, model=model, threads=count,
                                      delegate=delegate, status="failed", error=reason, parsed=None,
                                      run_columns=run_columns(), desc={"serial": session.serial}))
                 for model, count, delegate in session.combos]

@@ -45,6 +45,7 @@ class BenchSettings:
         cooldown_poll_s: time between temperature readings while cooling down.
         strict_delegation: a delegate that takes only part of the graph fails the run instead of warning.
         command_timeout_s: limit for the other device commands (facts, temperatures, hashes, cleanup).
+        lock_wait_s: how long to wait for a phone another mnbench process is benchmarking.
     """
 
     num_runs: int = 50
@@ -57,6 +58,14 @@ class BenchSettings:
     cooldown_poll_s: float = 5.0
     strict_delegation: bool = False
     command_timeout_s: float = 60.0
+    lock_wait_s: float = 600.0
+
+    @property
+    def lock_stale_after_s(self) -> float:
+        """A lock whose heartbeat is older than this is stale: longer than a run, its cool-down and the
+        commands around it may take (the holder renews it before each run)."""
+        return (self.run_timeout_s + self.cooldown_max_wait_s + self.cooldown_poll_s
+                + 4 * self.command_timeout_s)
 
     def __post_init__(self) -> None:
         for name in ("num_runs", "warmup_runs"):
@@ -65,8 +74,8 @@ class BenchSettings:
         for name in ("run_timeout_s", "command_timeout_s", "cooldown_poll_s"):
             if not getattr(self, name) > 0:
                 raise BenchError(f"{name} must be > 0, received {getattr(self, name)}")
-        if self.min_secs < 0 or self.cooldown_max_wait_s < 0:
-            raise BenchError("min_secs and cooldown_max_wait_s must be >= 0")
+        if self.min_secs < 0 or self.cooldown_max_wait_s < 0 or self.lock_wait_s < 0:
+            raise BenchError("min_secs, cooldown_max_wait_s and lock_wait_s must be >= 0")
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .android_run import BenchSettings, ModelFile, benchmark_argv, judge_run, result_row, run_desc, run_dir
-from .binary import DEVICE_BINARY, BenchmarkBinary, install, prebuilt_binary
+from .android_run import (RUN_ROOT, BenchSettings, ModelFile, benchmark_argv, judge_run, result_row, run_desc,
+                          run_dir)
+from .binary import DEVICE_BINARY, BinaryChoice, install
 from .connect import open_transport
 from .device_facts import DeviceFacts, Temperatures, cpu_mask, pin_cores, read_facts, read_temperatures
 from .errors import BenchError, CommandFailed, CommandTimeout
+from .phone_lock import PhoneLock, remove_stale_run_folders
 from .provenance import run_columns
 from .transport import Transport, join
 
@@ -47,14 +49,17 @@ class DeviceSession:
     """Runs every combination on one device; :meth:`run` never raises for device or tool failures."""
 
     def __init__(self, serial: str, run_id: str, models: list[ModelFile], threads: list[int],
-                 delegates: list[str], settings: BenchSettings, binary: BenchmarkBinary | None = None,
+                 delegates: list[str], settings: BenchSettings, binary: BinaryChoice | None = None,
                  connect: Callable[[str], Transport] = open_transport, stop: threading.Event | None = None,
-                 on_result: Callable[[RunResult], None] | None = None,
-                 model_problems: dict[str, str] | None = None) -> None:
+                 on_result: Callable[[RunResult], None] | None = None, target: str | None = None,
+                 about: dict | None = None, model_problems: dict[str, str] | None = None) -> None:
         self.serial, self.run_id, self.settings, self.models = serial, run_id, settings, list(models)
+        self.target = target or serial  # the rows' ``target``: HOST:PORT/SERIAL when a serial is ambiguous
         self.combos: list[Combo] = [(model, count, delegate) for model in models for count in threads
                                     for delegate in delegates]
-        self.binary, self.connect = binary, connect
+        self.choice, self.connect = binary or BinaryChoice(), connect
+        self.binary = None
+        self.lock: PhoneLock | None = None
         self.stop = stop or threading.Event()
         self.on_result = on_result
         self.model_problems = model_problems or {}  # model name -> why it is not run (checked on the host)
@@ -64,32 +69,49 @@ class DeviceSession:
         self.folder = run_dir(run_id)
         self.lost: str | None = None  # why the device stopped answering
         self.results: dict[tuple[str, int, str], RunResult] = {}
-        self.session_desc: dict = {"serial": serial}
+        self.session_desc: dict = {"serial": serial, **(about or {})}
+        self.stage = "cannot connect"
         self._columns = run_columns()
 
     # ------------------------------------------------------------------------------------------ flow
     def run(self) -> list[RunResult]:
         """Benchmark every combination; results in combination order."""
         try:
-            self.transport = self.connect(self.serial)
-            self.facts = read_facts(self.transport, self.serial, self.settings.command_timeout_s)
-            self.binary = self.binary or prebuilt_binary(self.facts.abilist or [self.facts.abi or "unknown"])
-            pushed = install(self.transport, self.binary, DEVICE_BINARY, self.settings.command_timeout_s)
-            self.session_desc.update(binary={**self.binary.describe(), "pushed": pushed})
+            self._prepare()
+            self._shell(f"mkdir -p {join([self.folder])}")
+            for model in self.models:
+                self._bench_model(model)
         except BenchError as error:
-            self.lost = f"{_stage(self.transport, self.facts)}: {error}"
-        if self.lost is None:
-            try:
-                self._shell(f"mkdir -p {join([self.folder])}")
-                for model in self.models:
-                    self._bench_model(model)
-            except BenchError as error:
-                self.lost = self.lost or f"cannot create {self.folder}: {error}"
-            finally:
+            self.lost = self.lost or f"{self.stage}: {error}"
+        finally:
+            if self.stage == "running":
                 self._clean_up()
-        if self.transport is not None:
-            self.transport.close()
+            if self.lock is not None:
+                self.lock.release()
+                self.session_desc["lock"] = {"notes": self.lock.notes, "released": True}
+            if self.transport is not None:
+                self.transport.close()
         return self._finish()
+
+    def _prepare(self) -> None:
+        """Connect, read the facts, take the phone's lock, remove dead runs' folders, install the binary."""
+        self.transport = self.connect(self.serial)
+        self.stage = "cannot read the device facts"
+        self.facts = read_facts(self.transport, self.serial, self.settings.command_timeout_s)
+        self.stage = "cannot lock the phone"
+        settings = self.settings
+        self.lock = PhoneLock(self.transport, self.folder, settings.lock_wait_s, settings.lock_stale_after_s,
+                              settings.command_timeout_s)
+        self.lock.acquire(self.stop)
+        self.stage = "cannot remove the folders of earlier runs"
+        stale = remove_stale_run_folders(self.transport, RUN_ROOT, "mnbench-", self.folder,
+                                         settings.command_timeout_s)
+        self.session_desc["stale_run_folders_removed"] = stale
+        self.stage = "cannot install benchmark_model"
+        self.binary = self.choice.for_abis(self.facts.abilist or [self.facts.abi or "unknown"])
+        pushed = install(self.transport, self.binary, DEVICE_BINARY, settings.command_timeout_s)
+        self.session_desc.update(binary={**self.binary.describe(), "pushed": pushed})
+        self.stage = "running"
 
     def _bench_model(self, model: ModelFile) -> None:
         if self.lost or self.stop.is_set():
@@ -132,6 +154,8 @@ class DeviceSession:
         command = join((["taskset", mask] if mask else []) + argv) + " 2>&1"
         desc.update(command=command, cooldown_wait_s=round(waited_s, 3), temperatures_before=before.as_dict())
         log, returncode = None, None
+        if not self._heartbeat():
+            return
         self.current = f"{model.name} threads={threads} {delegate}"
         try:
             completed = self.transport.shell(command, self.settings.run_timeout_s)
@@ -192,6 +216,18 @@ class DeviceSession:
             logger.warning("%s: cannot read temperatures after the run: %s", self.serial, error)
             return None
 
+    def _heartbeat(self) -> bool:
+        """Renew the phone's lock before each step; losing it (another process broke it) ends the session."""
+        if self.lock is None:
+            return True
+        try:
+            held = self.lock.heartbeat()
+        except BenchError:
+            return True   # the run's own command reports the lost connection, with its reason
+        if not held:
+            self.lost = "the phone's lock was taken over by another process (this session looked dead to it)"
+        return held
+
     def _probe(self, error: Exception) -> None:
         """After a connection error: does the device still answer? If not, the remaining runs fail."""
         try:
@@ -239,7 +275,7 @@ class DeviceSession:
     def _record(self, combo: Combo, status: str, error: str | None, parsed: dict | None, raw: str | None,
                 desc: dict) -> None:
         model, threads, delegate = combo
-        row = result_row(run_id=self.run_id, serial=self.serial, model=model, threads=threads,
+        row = result_row(run_id=self.run_id, serial=self.target, model=model, threads=threads,
                          delegate=delegate, status=status, error=error, parsed=parsed,
                          run_columns=self._columns, desc={})
         result = RunResult(row, raw, parsed, self.facts, desc)
@@ -268,9 +304,3 @@ class DeviceSession:
 
 class _Interrupted(Exception):
     """The run ended because the user pressed Ctrl-C and its benchmark was stopped."""
-
-
-def _stage(transport: Transport | None, facts: DeviceFacts | None) -> str:
-    if transport is None:
-        return "cannot connect"
-    return "cannot read the device facts" if facts is None else "cannot install benchmark_model"

@@ -1,150 +1,193 @@
-"""The ``benchmark_model`` binary a phone runs: the user's build, or an official prebuilt, installed once.
+"""The ``benchmark_model`` a phone runs: the user's build, or Google's prebuilt for this LiteRT release.
 
-``--benchmark-binary PATH`` pushes the user's build. Otherwise the prebuilt for the device's ABI comes from
-:data:`PREBUILT` (URL and sha256 in this one place), downloaded once into ``$XDG_CACHE_HOME/mnbench`` (default
-``~/.cache/mnbench``) and used only when its sha256 matches. The binary lives at :data:`DEVICE_BINARY` and is
-pushed again only when ``sha256sum`` on the device disagrees with the local file's hash.
+``--benchmark-binary PATH`` pushes the user's build. Otherwise mnbench uses the prebuilt that Google publishes
+per LiteRT release (the layout Google's own ``litert-cli`` 0.2.1 uses, ``litert_cli/core/constants.py``)::
+
+    $MNBENCH_BINARIES_URL/<ai-edge-litert version>/android_arm64/benchmark_model
+
+(default base ``https://storage.googleapis.com/litert/binaries``; ``nightly`` for
+``ai-edge-litert-nightly``), so the phone runs the same LiteRT release as the host interpreter. Only
+arm64-v8a is published. The download is cached in ``$MNBENCH_CACHE_DIR`` (default ``~/.cache/mnbench``) and
+trusted on first use (:mod:`device_bench.fetch`); ``--benchmark-sha256`` pins it. The binary lives at
+:data:`DEVICE_BINARY` and is pushed again only when ``sha256sum`` on the device disagrees with the local
+file's hash.
 """
 
 from __future__ import annotations
 
-import hashlib
+import importlib.metadata
 import logging
 import os
 import posixpath
-import threading
-import urllib.error
-import urllib.request
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
-from .errors import BenchError
+from .errors import BenchError, BenchInputError, CommandFailed, TransferFailed
+from .fetch import cache_path, fetch, read_lock
 from .tflite_file import sha256
-
-from .errors import CommandFailed, TransferFailed
 from .transport import Transport, join
 
 logger = logging.getLogger(__name__)
 
 DEVICE_DIR = "/data/local/tmp/mnbench"
 DEVICE_BINARY = f"{DEVICE_DIR}/benchmark_model"
-DOWNLOAD_TIMEOUT_S = 60.0
 INSTALL_TIMEOUT_S = 60.0
+DEFAULT_BINARIES_URL = "https://storage.googleapis.com/litert/binaries"
+TOOL = "benchmark_model"
+PREBUILT_FOLDERS = {"arm64-v8a": "android_arm64"}  # ABI -> folder in Google's release layout
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+_FIX = "pass --benchmark-binary PATH (your own build) instead"
 
 
-@dataclass(frozen=True)
-class Prebuilt:
-    """Where the official binary for one ABI comes from; ``sha256`` None means "not pinned"."""
-
-    url: str
-    sha256: str | None
-
-
-# TFLite's benchmark_model (the --use_xnnpack/--use_gpu/--use_nnapi flags mnbench passes), from
-# tensorflow/lite/g3doc/performance/measurement.md. Only the rolling "nightly/latest" path is documented: its
-# content changes with every nightly, so no checksum can be pinned for it, and mnbench refuses to run an
-# unchecked download. To use a prebuilt, download it yourself, check it, and pass --benchmark-binary PATH;
-# or put a versioned URL and its sha256 here. (LiteRT's versioned storage.googleapis.com/litert/binaries/
-# builds are a different tool, //litert/tools:benchmark_model, with other flags.) Nothing here has been
-# downloaded or run by mnbench's tests.
-_NIGHTLY = ("https://storage.googleapis.com/tensorflow-nightly-public/prod/tensorflow/release/lite/tools/"
-            "nightly/latest")
-PREBUILT: dict[str, Prebuilt] = {
-    "arm64-v8a": Prebuilt(f"{_NIGHTLY}/android_aarch64_benchmark_model", sha256=None),
-    "armeabi-v7a": Prebuilt(f"{_NIGHTLY}/android_arm_benchmark_model", sha256=None),
-}
-
-_download_lock = threading.Lock()  # one download at a time: two phones with one ABI share the file
-
-
-class BinaryUnavailable(BenchError):
-    """No benchmark_model can be used for a device (no prebuilt, unpinned, download or checksum failed)."""
+class BinaryUnavailable(BenchInputError):
+    """No benchmark_model can be used (a missing or mismatching ``--benchmark-binary``, a malformed pin, no
+    prebuilt for the phone's ABI); reaching the command line, it is bad input (exit 2)."""
 
 
 @dataclass(frozen=True)
 class BenchmarkBinary:
-    """A local ``benchmark_model`` file and where it came from (``source``: ``user`` or ``prebuilt``)."""
+    """A local ``benchmark_model`` file, its sha256, and where it came from.
+
+    Attributes:
+        kind: ``user`` (``--benchmark-binary``) or ``prebuilt`` (downloaded).
+        source: the URL it was downloaded from, or the user's absolute path.
+    """
 
     path: Path
     sha256: str
+    kind: str
     source: str
-    url: str | None = None
 
     def describe(self) -> dict:
         """For ``target_desc``: which binary produced a result."""
-        return {"source": self.source, "sha256": self.sha256, "url": self.url,
-                "file": self.path.name if self.source == "user" else None}
+        return {"kind": self.kind, "sha256": self.sha256, "source": self.source}
 
 
+@dataclass(frozen=True)
+class BinaryChoice:
+    """What the user asked for: their build (``path``) or the prebuilt, optionally pinned to a sha256.
+
+    Raises:
+        BinaryUnavailable: (on construction) a pin that is not 64 hex digits.
+    """
+
+    path: Path | None = None
+    sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.sha256 is not None and not _SHA256.match(self.sha256):
+            raise BinaryUnavailable(f"--benchmark-sha256 {self.sha256!r} is not 64 hexadecimal digits")
+
+    def user(self) -> BenchmarkBinary | None:
+        """The user's build, checked against the pin; None when the prebuilt is wanted."""
+        return None if self.path is None else user_binary(self.path, self.sha256)
+
+    def for_abis(self, abis: Sequence[str], cache: Path | None = None) -> BenchmarkBinary:
+        """The binary for a phone with these ABIs (the user's build, or the prebuilt, fetched once)."""
+        return self.user() or prebuilt_binary(abis, self.sha256, cache)
 
 
-def user_binary(path: Path) -> BenchmarkBinary:
+def user_binary(path: Path, pin_sha256: str | None = None) -> BenchmarkBinary:
     """The user's build given with ``--benchmark-binary``.
 
     Raises:
-        BinaryUnavailable: the path is not a readable file.
+        BinaryUnavailable: the path is not a readable file, or its sha256 is not the pinned one.
     """
     path = Path(path).expanduser()
     if not path.is_file():
         raise BinaryUnavailable(f"--benchmark-binary {path}: no such file")
-    return BenchmarkBinary(path, sha256(path), "user")
+    digest = sha256(path)
+    if pin_sha256 and digest != pin_sha256.lower():
+        raise BinaryUnavailable(f"--benchmark-binary {path} has sha256 {digest}, not the pinned "
+                                f"--benchmark-sha256 {pin_sha256.lower()}: refused")
+    return BenchmarkBinary(path, digest, "user", str(path.resolve()))
 
 
 def cache_dir() -> Path:
-    """mnbench's download cache: ``$XDG_CACHE_HOME/mnbench``, else ``~/.cache/mnbench``."""
+    """mnbench's download cache: ``$MNBENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/mnbench``, else
+    ``~/.cache/mnbench``."""
+    own = os.environ.get("MNBENCH_CACHE_DIR", "").strip()
+    if own:
+        return Path(own).expanduser()
     base = os.environ.get("XDG_CACHE_HOME", "").strip()
     return (Path(base) if base and Path(base).is_absolute() else Path.home() / ".cache") / "mnbench"
 
 
-def prebuilt_binary(abis: Sequence[str], table: Mapping[str, Prebuilt] | None = None,
-                    cache: Path | None = None) -> BenchmarkBinary:
-    """The official binary for the first ABI of ``abis`` that :data:`PREBUILT` lists, downloaded once.
+def litert_release() -> str:
+    """The LiteRT release whose prebuilts to use: the installed ``ai-edge-litert`` version, or ``nightly``.
 
     Raises:
-        BinaryUnavailable: no entry for these ABIs, the entry has no pinned sha256, the download failed or
-            the file's sha256 differs from the pinned one.
+        BinaryUnavailable: neither ``ai-edge-litert`` nor ``ai-edge-litert-nightly`` is installed.
     """
-    table = PREBUILT if table is None else table
-    abi = next((name for name in abis if name in table), None)
-    if abi is None:
-        listed = ", ".join(abis) or "unknown"
-        raise BinaryUnavailable(f"no prebuilt benchmark_model for ABI {listed}: pass --benchmark-binary PATH "
-                                "(build it with bazel, see the README)")
-    entry = table[abi]
-    if not entry.sha256:
-        raise BinaryUnavailable(
-            f"the prebuilt benchmark_model for {abi} ({entry.url}) has no pinned sha256, so mnbench will not "
-            "run it unchecked: download and check it yourself and pass --benchmark-binary PATH, or pin its "
-            "checksum in device_bench.binary.PREBUILT")
-    target = (cache or cache_dir()) / "benchmark_model" / abi / entry.sha256 / "benchmark_model"
-    with _download_lock:
-        if not (target.is_file() and sha256(target) == entry.sha256):
-            _download(entry, target)
-    return BenchmarkBinary(target, entry.sha256, "prebuilt", entry.url)
+    for package, release in (("ai-edge-litert", None), ("ai-edge-litert-nightly", "nightly")):
+        try:
+            version = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        return release or version
+    raise BinaryUnavailable(f"ai-edge-litert is not installed, so no LiteRT release names a prebuilt "
+                            f"benchmark_model; {_FIX}")
 
 
-def _download(entry: Prebuilt, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    digest = hashlib.sha256()
-    logger.info("downloading %s", entry.url)
+def prebuilt_url(abi: str, release: str | None = None, base: str | None = None) -> str:
+    """The URL of Google's prebuilt for one ABI (see the module docstring).
+
+    Raises:
+        BinaryUnavailable: Google publishes no prebuilt for this ABI.
+    """
+    folder = PREBUILT_FOLDERS.get(abi)
+    if folder is None:
+        raise BinaryUnavailable(f"no prebuilt benchmark_model for the phone's ABI {abi or 'unknown'} (Google "
+                                f"publishes {', '.join(PREBUILT_FOLDERS)} only): {_FIX}")
+    base = (base or os.environ.get("MNBENCH_BINARIES_URL", "").strip() or DEFAULT_BINARIES_URL).rstrip("/")
+    return f"{base}/{release or litert_release()}/{folder}/{TOOL}"
+
+
+def prebuilt_abi(abis: Sequence[str]) -> str:
+    """The ABI of ``abis`` (the phone's ``ro.product.cpu.abilist``) that has a prebuilt, else the first."""
+    return next((abi for abi in abis if abi in PREBUILT_FOLDERS), abis[0] if abis else "unknown")
+
+
+def prebuilt_binary(abis: Sequence[str], pin_sha256: str | None = None,
+                    cache: Path | None = None) -> BenchmarkBinary:
+    """Google's prebuilt for a phone with these ABIs, downloaded once into the cache and hash-checked.
+
+    Raises:
+        BinaryUnavailable: no prebuilt for these ABIs, or no LiteRT release installed.
+        DownloadFailed: offline, HTTP error, truncated, or a sha256 other than the pinned or recorded one.
+    """
+    url = prebuilt_url(prebuilt_abi(abis))
+    fetched = fetch(url, cache or cache_dir(), pin_sha256, executable=True,
+                    hint=f"or {_FIX}")
+    return BenchmarkBinary(fetched.path, fetched.sha256, "prebuilt", url)
+
+
+def readiness(transport: Transport, abis: Sequence[str], choice: BinaryChoice, cache: Path | None = None,
+              timeout_s: float = INSTALL_TIMEOUT_S) -> str:
+    """Whether a phone is ready to run, for ``mnbench devices --check``; downloads nothing.
+
+    Returns one of ``ready``, ``will push ...``, ``will download ...``, or ``no ...: pass ...``.
+    """
+    on_device = device_sha256(transport, DEVICE_BINARY, timeout_s)
     try:
-        with urllib.request.urlopen(entry.url, timeout=DOWNLOAD_TIMEOUT_S) as response, \
-                open(partial, "wb") as handle:
-            for chunk in iter(lambda: response.read(1 << 20), b""):
-                digest.update(chunk)
-                handle.write(chunk)
-        if digest.hexdigest() != entry.sha256:
-            raise BinaryUnavailable(f"{entry.url}: sha256 {digest.hexdigest()} differs from the pinned "
-                                    f"{entry.sha256}; the file was not used")
-        partial.chmod(0o755)
-        os.replace(partial, target)
-    except (urllib.error.URLError, OSError) as error:
-        raise BinaryUnavailable(f"cannot download {entry.url}: {error}; pass --benchmark-binary PATH "
-                                "instead") from error
-    finally:
-        partial.unlink(missing_ok=True)
+        local = choice.user()
+        if local is None:
+            url = prebuilt_url(prebuilt_abi(abis))
+            cache = cache or cache_dir()
+            recorded = (read_lock(cache).get(url) or {}).get("sha256")
+            wanted = choice.sha256.lower() if choice.sha256 else recorded
+            if wanted is None or not cache_path(cache, url).is_file():
+                return f"will download {url}"
+            if on_device == wanted:
+                return f"ready ({url}, sha256 {wanted[:12]})"
+            return f"will push the cached {url} (sha256 {wanted[:12]})"
+    except BenchError as error:
+        return f"not ready: {error}"
+    if on_device == local.sha256:
+        return f"ready ({local.source}, sha256 {local.sha256[:12]})"
+    return f"will push {local.source} (sha256 {local.sha256[:12]})"
 
 
 def device_sha256(transport: Transport, remote: str = DEVICE_BINARY,

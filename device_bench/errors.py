@@ -60,6 +60,18 @@ class TransferFailed(DeviceError):
     """The device refused a push or pull (missing file, read-only path, no space)."""
 
 
+class DownloadFailed(BenchError):
+    """A file could not be downloaded into the cache, or its sha256 is not the trusted one."""
+
+
+class DeviceBusy(BenchError):
+    """Another mnbench process holds the phone's lock (see :mod:`device_bench.phone_lock`)."""
+
+
+class AmbiguousDevice(BenchInputError):
+    """A serial is listed by several adb servers; qualify it as ``HOST:PORT/SERIAL``."""
+
+
 class CommandTimeout(DeviceError):
     """A device command did not finish in time; the harness killed it.
 

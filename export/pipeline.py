@@ -41,7 +41,7 @@ class ExportRequest:
     float_blocks: tuple[str, ...] = ()      # explicit mixed precision: these blocks stay float32
     threads: int = 2                        # the thread count precision=auto decides for
     target: str = "host"                    # where precision=auto times: host, or a phone's serial
-    benchmark_binary: Path | None = None    # benchmark_model for a phone target (None: the prebuilt table)
+    benchmark_binary: Path | None = None    # benchmark_model for a phone target (None: Google's prebuilt)
     int8_softmax: bool = False              # keep the final softmax in int8 models (XNNPACK cannot run it)
 
     @property

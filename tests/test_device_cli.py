@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import mnbench.commands
+from device_bench.binary import litert_release
 from device_bench.parser import parse_log
 from device_bench.store import ResultStore
 from mnbench.cli import main
@@ -162,15 +164,18 @@ def test_unauthorized_device_through_the_server(google_adb, loopback_factory, tm
     assert code == 1 and "device unauthorized: unlock the phone and confirm 'Allow USB debugging?'" in err
     assert "failed" in out and "not reached" in out
     assert {"serial": refusing.serial, "state": "unauthorized", "model": "", "product": "",
-            "transport_id": json.loads(listed[1])[0]["transport_id"]} in json.loads(listed[1])
+            "transport_id": json.loads(listed[1])[0]["transport_id"],
+            "server": f"127.0.0.1:{google_adb.server_port}"} in json.loads(listed[1])
     assert list(ResultStore(tmp_path / "results").load()["status"]) == ["failed"]
 
 
-def test_without_a_pinned_prebuilt_every_run_fails_with_the_reason(loopback_device, tmp_path):
-    code, _, err = run("device", "--serial", loopback_device.serial, tiny_model(tmp_path / "m.tflite"),
-                       "--results", tmp_path / "results", *FAST)
-    assert code == 1 and "has no pinned sha256" in err and "pass --benchmark-binary PATH" in err
-    assert not (tmp_path / "cache").exists()
+def test_offline_prebuilt_fails_every_run_naming_the_url_and_the_way_out(loopback_device, tmp_path):
+    code, out, err = run("device", "--serial", loopback_device.serial, tiny_model(tmp_path / "m.tflite"),
+                         "--results", tmp_path / "results", "--json", *FAST)
+    url = f"{os.environ['MNBENCH_BINARIES_URL']}/{litert_release()}/android_arm64/benchmark_model"
+    assert code == 1 and f"cannot download {url}: " in err and "pass --benchmark-binary PATH" in err
+    assert err.count("\n") == 1 and json.loads(out)[0]["status"] == "failed"
+    assert not [path for path in (tmp_path / "cache").rglob("*") if path.is_file() and path.name != ".lock"]
 
 
 def test_without_models_the_canonical_exports_are_benchmarked(loopback_device, tmp_path, monkeypatch):

@@ -21,12 +21,10 @@ import pytest
 
 from device_bench.errors import ModelFileError
 
-from device_bench import binary as binary_module
 from device_bench.adb_server import AdbServer
 from device_bench.android import benchmark_devices, load_models, read_devices_file
 from device_bench.android_run import BenchSettings, benchmark_argv, check_delegation, exit_text, judge_run
 from device_bench.android_session import DeviceSession
-from device_bench.binary import BinaryUnavailable, Prebuilt, prebuilt_binary, user_binary
 from device_bench.connect import open_transport
 from device_bench.store import COLUMN_NAMES, ResultStore
 from device_bench.transport import quote
@@ -151,7 +149,7 @@ def test_judge_run_verdicts(tmp_path):
 def test_devices_file_and_model_checks(tmp_path):
     listing = tmp_path / "devices.txt"
     listing.write_text("# lab phones\nR58M123ABC\n\n192.168.1.7:5555  # Wi-Fi\n")
-    assert read_devices_file(listing) == ["R58M123ABC", "192.168.1.7:5555"]
+    assert [spec.name for spec in read_devices_file(listing)] == ["R58M123ABC", "192.168.1.7:5555"]
     with pytest.raises(BenchError, match="cannot read the devices file"):
         read_devices_file(tmp_path / "missing.txt")
     one = tiny_model(tmp_path / "a" / "m.tflite")
@@ -167,56 +165,6 @@ def test_devices_file_and_model_checks(tmp_path):
         benchmark_devices([" "], [one])
     with pytest.raises(BenchError, match="unknown delegate tpu"):
         benchmark_devices(["x"], [one], delegates=["tpu"])
-
-
-# ------------------------------------------------------------------------------------------ binary
-def test_official_prebuilts_are_honestly_unpinned(tmp_path):
-    assert set(binary_module.PREBUILT) == {"arm64-v8a", "armeabi-v7a"}
-    for entry in binary_module.PREBUILT.values():
-        assert entry.url.startswith("https://storage.googleapis.com/") and entry.sha256 is None
-    with pytest.raises(BinaryUnavailable) as raised:
-        prebuilt_binary(["arm64-v8a"], cache=tmp_path)
-    message = str(raised.value)
-    assert "has no pinned sha256" in message and "--benchmark-binary PATH" in message and "\n" not in message
-    assert not any(tmp_path.iterdir())  # refused before downloading anything
-    with pytest.raises(BinaryUnavailable, match="no prebuilt benchmark_model for ABI x86_64"):
-        prebuilt_binary(["x86_64"], cache=tmp_path)
-
-
-def test_pinned_prebuilt_is_downloaded_once_into_the_xdg_cache(tmp_path, monkeypatch):
-    source = tmp_path / "server" / "android_aarch64_benchmark_model"
-    source.parent.mkdir()
-    source.write_bytes(b"\x7fELF pretend binary")
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    table = {"arm64-v8a": Prebuilt(source.as_uri(), digest)}
-    got = prebuilt_binary(["arm64-v8a", "armeabi-v7a"], table=table)
-    assert got.path == tmp_path / "xdg/mnbench/benchmark_model/arm64-v8a" / digest / "benchmark_model"
-    assert (got.sha256, got.source, got.url) == (digest, "prebuilt", source.as_uri())
-    assert got.path.read_bytes() == source.read_bytes() and os.access(got.path, os.X_OK)
-    source.unlink()  # cached: no second download
-    assert prebuilt_binary(["arm64-v8a"], table=table).path == got.path
-    wrong = {"armeabi-v7a": Prebuilt((tmp_path / "server" / "other").as_uri(), "0" * 64)}
-    (tmp_path / "server" / "other").write_bytes(b"tampered")
-    with pytest.raises(BinaryUnavailable, match="differs from the pinned 0000"):
-        prebuilt_binary(["armeabi-v7a"], table=wrong)
-    assert not list((tmp_path / "xdg/mnbench/benchmark_model/armeabi-v7a").rglob("*benchmark_model*"))
-    gone = {"arm64-v8a": Prebuilt((tmp_path / "nowhere").as_uri(), "1" * 64)}
-    with pytest.raises(BinaryUnavailable, match="cannot download .* pass --benchmark-binary"):
-        prebuilt_binary(["arm64-v8a"], table=gone)
-    with pytest.raises(BinaryUnavailable, match="no such file"):
-        user_binary(tmp_path / "missing")
-
-
-def test_unpinned_prebuilt_fails_the_runs_with_the_reason(loopback_device, adb_key, tmp_path):
-    run = benchmark_devices([loopback_device.serial], [tiny_model(tmp_path / "m.tflite")], settings=FAST,
-                            results_root=tmp_path / "results", connect=direct_connect(adb_key))
-    (row,) = run.rows
-    assert row["status"] == "failed"
-    assert row["error"].startswith(
-        "cannot install benchmark_model: the prebuilt benchmark_model for arm64-v8a")
-    assert desc(row)["abi"] == "arm64-v8a"  # the facts were read before
-    assert not loopback_device.host_path(BINARY_REMOTE).exists()
 
 
 # ------------------------------------------------------------------------------------- loopback runs
@@ -238,7 +186,8 @@ def test_run_stores_ok_rows_with_parsed_figures_and_cleans_up(loopback_device, a
         assert (row["init_us"], row["first_us"], row["mem_overall_mb"]) == (35210.0, 16166.0, 9.86328)
         assert row["p90_us"] is None and row["cv"] is None and row["samples_file"] is None
         facts = desc(row)
-        assert facts["model"] == "Loopback Phone 7" and facts["binary"]["source"] == "user"
+        assert facts["model"] == "Loopback Phone 7" and facts["binary"]["kind"] == "user"
+        assert facts["binary"]["source"] == str(FAKE_BENCHMARK.resolve())
         assert facts["run"]["temperatures_before"]["hottest_c"] == 41.0
         assert facts["run"]["temperatures_after"]["zones_c"]["2"] == 37.25
         assert facts["cleanup"].startswith("removed /data/local/tmp/mnbench-")
@@ -374,7 +323,8 @@ def test_parallel_devices_one_unauthorized_one_unreachable(loopback_factory, adb
                                                      "accept this computer's ADB key")
     assert rows[unreachable]["error"] == (f"cannot connect: {unreachable}: connection refused (no adbd "
                                           "listening; is wireless or TCP debugging enabled?)")
-    assert desc(rows[unreachable]) == {"serial": unreachable, "run": {}}  # no facts: never reached
+    assert desc(rows[unreachable]) == {"serial": unreachable, "adb_server": None, "labels": {},
+                                       "run": {}}  # no facts: never reached
     spans = []
     for device in (first, second):
         spawn = next(event for event in device.events("spawn") if "--graph=" in event["command"])
@@ -411,7 +361,16 @@ def test_cooldown_waits_for_the_hottest_zone_within_a_bound(loopback_device, adb
     assert details["warnings"] == ["still 41 °C in thermal zone 0 (BIG) after cooling down for "
                                    f"{details['cooldown_wait_s']:.1f} s (target: below 40 °C)"]
     zone = loopback_device.host_path("/sys/class/thermal/thermal_zone0/temp")
-    cooler = threading.Timer(0.4, lambda: zone.write_text("35000\n"))
+
+    def cool_after_the_run_folder_appears() -> None:   # the session is past its set-up, in the cool-down
+        deadline = time.monotonic() + 20
+        while not list(loopback_device.host_path("/data/local/tmp").glob("mnbench-*")) \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.4)
+        zone.write_text("35000\n")
+
+    cooler = threading.Thread(target=cool_after_the_run_folder_appears)
     cooler.start()
     patient = BenchSettings(num_runs=3, min_secs=0, cooldown_below_c=40, cooldown_max_wait_s=20,
                             cooldown_poll_s=0.05)
@@ -420,8 +379,8 @@ def test_cooldown_waits_for_the_hottest_zone_within_a_bound(loopback_device, adb
                             connect=connect)
     cooler.join()
     details = desc(run.rows[0])["run"]
-    # The cooler fires 0.4 s after the call starts, and connecting may take most of that on a loaded machine:
-    # what shows the wait ended on cooling (not on the bound) is no warning and the cooled zone in the record.
+    # The cooler fires 0.4 s after the run folder appears; the model's push may take most of that on a loaded
+    # machine: what shows the wait ended on cooling (not on the bound) is no warning and the cooled zone.
     assert 0 <= details["cooldown_wait_s"] < 5 and details["warnings"] == []
     assert details["temperatures_before"]["hottest_c"] == 39.5  # BIG cooled to 35, MID is the hottest now
 

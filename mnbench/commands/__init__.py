@@ -5,8 +5,9 @@ from .bench import bench
 from .compare import ab, compare, report
 from .device import device, devices, parse
 from .export import export, inspect
+from .history import history
 from .models import info, models
 from .profile import profile
 
 COMMANDS = [models, info, export, inspect, bench, profile, compare, ab, report, devices, device, parse,
-            finetune, evaluate]
+            finetune, evaluate, history]

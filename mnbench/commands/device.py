@@ -31,36 +31,100 @@ def _delegate_list(_ctx, param, value: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-@click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
-def devices(as_json: bool) -> None:
-    """List the phones the adb server knows (or USB phones when no server runs), with state and model."""
-    from device_bench.connect import list_reachable
+def _adb_servers(_ctx, _param, value: tuple[str, ...]) -> list:
+    from device_bench.lab import parse_server
 
-    entries = list_reachable()
-    if as_json:
-        echo_json([dataclasses.asdict(entry) for entry in entries])
-    elif not entries:
-        click.echo("no device found: plug a phone in with USB debugging on (check `adb devices`), or pass a "
-                   "Wi-Fi/emulator HOST:PORT to `mnbench device --serial`")
+    try:
+        return [parse_server(text) for text in value]
+    except BenchError as error:
+        raise click.BadParameter(str(error).removeprefix("--adb-server ")) from None
+
+
+ADB_SERVER_HELP = ("An adb server to ask for phones, this host's or another's (repeat for a lab); default: "
+                   "$ADB_SERVER_SOCKET (tcp:HOST:PORT), else 127.0.0.1:$ANDROID_ADB_SERVER_PORT or 5037.")
+
+
+@click.command()
+@click.option("--adb-server", "servers", multiple=True, metavar="HOST:PORT", callback=_adb_servers,
+              help=ADB_SERVER_HELP)
+@click.option("--check", is_flag=True,
+              help="Also say per phone whether benchmark_model is ready (on the phone, cached, to download).")
+@click.option("--benchmark-binary", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="With --check: your build instead of Google's prebuilt.")
+@click.option("--benchmark-sha256", metavar="HEX", help="With --check: the sha256 the binary must have.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
+def devices(servers, check: bool, benchmark_binary, benchmark_sha256, as_json: bool) -> None:
+    """List the phones of the adb servers (or USB phones when no server runs): state, model, server."""
+    from device_bench.binary import BinaryChoice
+    from device_bench.connect import list_reachable
+    from device_bench.lab import list_servers
+
+    if servers:
+        listed = [(server.address, entry) for server, entry in list_servers(servers)]
     else:
-        click.echo(format_table(["serial", "state", "model", "product"],
-                                [[e.serial, e.state, e.model or "-", e.product or "-"] for e in entries]))
+        from device_bench.adb_server import AdbServer
+
+        default = AdbServer()
+        listed = [(default.address if entry.transport_id is not None else None, entry)
+                  for entry in list_reachable(server=default)]
+    choice = BinaryChoice(benchmark_binary, benchmark_sha256) if check else None
+    items = [{**dataclasses.asdict(entry), "server": address,
+              **({"benchmark_model": _readiness(entry, address, choice)} if choice else {})}
+             for address, entry in listed]
+    if as_json:
+        echo_json(items)
+    elif not items:
+        click.echo("no device found: plug a phone in with USB debugging on (check `adb devices`), pass a "
+                   "lab's --adb-server HOST:PORT, or a Wi-Fi/emulator HOST:PORT to `mnbench device --serial`")
+    else:
+        headers = ["serial", "state", "model", "product", "server"] + (["benchmark_model"] if choice else [])
+        click.echo(format_table(headers, [
+            [item["serial"], item["state"], item["model"] or "-", item["product"] or "-",
+             item["server"] or "-"] + ([item["benchmark_model"]] if choice else []) for item in items]))
+
+
+def _readiness(entry, address: str | None, choice) -> str:
+    """benchmark_model's state for one listed phone (``mnbench devices --check``)."""
+    from device_bench.binary import readiness
+    from device_bench.connect import open_transport
+    from device_bench.device_facts import read_facts
+    from device_bench.lab import parse_server
+
+    if entry.state != "device":
+        return f"not ready: the phone is {entry.state}"
+    try:
+        server = parse_server(address) if address else None
+        with open_transport(entry.serial, server=server) as transport:
+            facts = read_facts(transport, entry.serial)
+            return readiness(transport, facts.abilist or [facts.abi or "unknown"], choice)
+    except BenchError as error:
+        return f"not ready: {error}"
 
 
 @click.command()
 @click.argument("models", nargs=-1, type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--serial", "serials", multiple=True, metavar="SERIAL",
-              help="Device from `mnbench devices`, or HOST:PORT (repeat for several, run in parallel).")
+              help="Device from `mnbench devices`, HOST:PORT (adbd) or HOST:PORT/SERIAL (that adb server's "
+                   "phone); repeat for several, run in parallel.")
 @click.option("--devices-file", type=click.Path(path_type=Path, dir_okay=False),
-              help="File with one serial per line (# comments allowed).")
+              help="File with one device per line (as --serial) and key=value labels (# comments allowed).")
+@click.option("--adb-server", "servers", multiple=True, metavar="HOST:PORT", callback=_adb_servers,
+              help=ADB_SERVER_HELP)
+@click.option("--all-devices", is_flag=True, help="Every phone the adb servers list.")
+@click.option("--where", "where", multiple=True, metavar="KEY=VALUE",
+              help="Only the devices-file lines with this label (repeat: all must match).")
+@click.option("--lock-wait", "lock_wait_s", type=click.FloatRange(min=0), default=600.0, show_default=True,
+              help="Seconds to wait for a phone another mnbench process is benchmarking.")
 @click.option("--threads", type=IntList(), default="1", show_default=True,
               help="--num_threads values, e.g. 1,4.")
 @click.option("--delegate", "delegates", default="xnnpack", show_default=True, callback=_delegate_list,
               metavar="D[,D...]",
               help=f"Comma-separated, from {', '.join(DELEGATES)} (cpu: no XNNPACK).")
 @click.option("--benchmark-binary", type=click.Path(path_type=Path, dir_okay=False, exists=True),
-              help="Your benchmark_model build for the phone (default: the official prebuilt, if pinned).")
+              help="Your benchmark_model build for the phone (default: Google's prebuilt for the installed "
+                   "ai-edge-litert release, downloaded once).")
+@click.option("--benchmark-sha256", metavar="HEX",
+              help="The sha256 the binary must have (default: the one recorded at its first download).")
 @click.option("--op-profile", is_flag=True,
               help="Pass --enable_op_profiling=true and show the top operators.")
 @click.option("--runs", "num_runs", type=click.IntRange(min=1), default=50, show_default=True,
@@ -80,26 +144,35 @@ def devices(as_json: bool) -> None:
 @click.option("--results", "results_root", type=click.Path(path_type=Path, file_okay=False),
               default=Path("results/runs"), show_default=True, help="Results store folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result rows as a JSON array.")
-def device(models, serials, devices_file, threads, delegates, benchmark_binary, op_profile, num_runs,
-           min_secs, warmup_runs, run_timeout_s, cooldown_below, cooldown_max_wait, strict_delegation,
-           results_root, as_json) -> None:
+def device(models, serials, devices_file, servers, all_devices, where, lock_wait_s, threads, delegates,
+           benchmark_binary, benchmark_sha256, op_profile, num_runs, min_secs, warmup_runs, run_timeout_s,
+           cooldown_below, cooldown_max_wait, strict_delegation, results_root, as_json) -> None:
     """Run benchmark_model on Android phones over ADB (pinned to the big cores) and store the results."""
-    from device_bench.android import (BenchSettings, benchmark_devices, load_models, reach_devices,
-                                      read_devices_file)
+    from device_bench.adb_server import AdbServer
+    from device_bench.android import BenchSettings, benchmark_devices, load_models, reach_devices
+    from device_bench.binary import BinaryChoice
+    from device_bench.lab import parse_spec, parse_where, read_devices_file, select
 
-    serials = list(serials) + (read_devices_file(devices_file) if devices_file else [])
-    if not serials:
-        raise click.UsageError("no device: pass --serial SERIAL (see `mnbench devices`) or --devices-file")
+    specs = [parse_spec(serial) for serial in serials if serial.strip()]
+    specs += read_devices_file(devices_file) if devices_file else []
+    if not specs and not all_devices:
+        raise click.UsageError("no device: pass --serial SERIAL (see `mnbench devices`), --devices-file or "
+                               "--all-devices")
+    BinaryChoice(benchmark_binary, benchmark_sha256).user()   # bad binary or pin: fail before exporting
     settings = BenchSettings(num_runs=num_runs, min_secs=min_secs, warmup_runs=warmup_runs,
                              op_profile=op_profile, run_timeout_s=run_timeout_s,
                              cooldown_below_c=cooldown_below, cooldown_max_wait_s=cooldown_max_wait,
-                             strict_delegation=strict_delegation)
+                             strict_delegation=strict_delegation, lock_wait_s=lock_wait_s)
     loaded = load_models(models)  # the cheap local checks first
-    unusable = reach_devices(serials)  # before any export or push: a wrong serial fails now, in one line
-    if not loaded and len(unusable) == len(set(serials)):
+    chosen = select(specs, servers or [AdbServer()], all_devices, parse_where(where))
+    if not chosen:
+        raise BenchError("--all-devices: the adb servers list no phone (see `mnbench devices`)")
+    unusable = reach_devices(chosen)  # before any export or push: a wrong serial fails now, in one line
+    if not loaded and len(unusable) == len(chosen):
         raise unusable[0]  # no device to export the canonical models for
-    run = benchmark_devices(serials, loaded or canonical_models(), threads=threads, delegates=delegates,
-                            settings=settings, benchmark_binary=benchmark_binary, results_root=results_root,
+    run = benchmark_devices(chosen, loaded or canonical_models(), threads=threads, delegates=delegates,
+                            settings=settings, benchmark_binary=benchmark_binary,
+                            benchmark_sha256=benchmark_sha256, results_root=results_root,
                             on_result=None if as_json else _progress,
                             on_interrupt=lambda message: click.echo(f"mnbench: {message}", err=True))
     if as_json:

@@ -44,7 +44,8 @@ QUANTS = tuple(quant.value for quant in Quant)
               help="Where --precision auto times the blocks: host, or a phone's serial "
                    "(benchmark_model over ADB).")
 @click.option("--benchmark-binary", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="benchmark_model build for a phone --target (needed: mnbench runs no unchecked download).")
+              help="benchmark_model build for a phone --target (default: Google's prebuilt for the installed "
+                   "ai-edge-litert release, as `mnbench device`).")
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True,
               help="Thread count --precision auto decides for.")
 @click.option("--int8-softmax", is_flag=True,

@@ -10,7 +10,8 @@ Behaviour comes from ``$FAKE_BENCHMARK_MODE`` or ``<sandbox>/.loopback/fake_benc
      "avg_us_by_graph": {str: float}}      # the first key found in the --graph file name sets the average
 
 Like the real tool, INFO lines go to stdout and VERBOSE/ERROR lines to stderr. Every call is appended to
-``<sandbox>/.loopback/fake_benchmark_calls.jsonl`` (argv, cwd) so tests can check the flags.
+``<sandbox>/.loopback/fake_benchmark_calls.jsonl`` (argv, cwd) so tests can check the flags, and its start and
+end times to ``fake_benchmark_spans.jsonl`` (so tests can check that runs on one phone never overlap).
 Standard library only: it runs under the host's python3 through the sandbox's ``/system/bin/python3``.
 """
 
@@ -157,5 +158,23 @@ def main():
     return int(settings.get("exit_code", 0))
 
 
+def _record_span(started_s):
+    """Append when this run started and ended (host clock = device clock) for the no-overlap checks."""
+    root = os.environ.get("LOOPBACK_SANDBOX", "/nonexistent")
+    state = os.path.join(root, ".loopback")
+    graph = _flags(sys.argv[1:]).get("graph", "").replace(root + "/", "/")
+    try:
+        with open(os.path.join(state, "fake_benchmark_spans.jsonl"), "a") as handle:
+            handle.write(json.dumps({"graph": graph, "start_s": started_s,
+                                     "end_s": time.time(), "pid": os.getpid()}) + "\n")
+    except OSError:
+        pass
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _started_s = time.time()
+    try:
+        _code = main()
+    finally:
+        _record_span(_started_s)
+    sys.exit(_code)

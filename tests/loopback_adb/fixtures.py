@@ -269,7 +269,8 @@ def wait_until_no_process(text: str, timeout_s: float = 5.0) -> list[int]:
 
 @pytest.fixture
 def adb_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, adb_key: Path) -> Path:
-    """A private ~/.android holding the session's test key, and no adb server unless a test starts one."""
+    """A private ~/.android holding the session's test key, no adb server unless a test starts one, a private
+    download cache, and prebuilt binaries from a dead loopback URL."""
     android = tmp_path / "android-home"
     android.mkdir()
     shutil.copy(adb_key, android / "adbkey")
@@ -277,4 +278,9 @@ def adb_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, adb_key: Path) -> 
     monkeypatch.setenv("ANDROID_USER_HOME", str(android))
     monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(free_port()))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("MNBENCH_CACHE_DIR", raising=False)
+    monkeypatch.delenv("ADB_SERVER_SOCKET", raising=False)
+    # Never the internet: prebuilt downloads go to a loopback port where nothing listens, unless a test
+    # serves them (tests/loopback_http.py).
+    monkeypatch.setenv("MNBENCH_BINARIES_URL", f"http://127.0.0.1:{free_port()}/litert/binaries")
     return android

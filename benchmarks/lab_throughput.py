@@ -1,0 +1,130 @@
+"""How a lab scales: wall time of `mnbench device` for 8 models on 1, 2, 4 and 8 loopback phones.
+
+The phones are loopback ADB devices (tests/loopback_adb) behind 2 private Google adb servers on 127.0.0.1,
+half of them on each, reached with `--adb-server` exactly as a lab across hosts is. Their stand-in
+benchmark_model sleeps `--phone-seconds` per run (a real phone computes on its own CPU, not the host's), so
+the figures measure what mnbench adds: connecting, facts, lock, pushes, cool-down reads, the run command,
+temperatures, clean-up, storing, and how well phones run in parallel. Each configuration benchmarks all 8
+models on each of its phones (8 x N runs, 1 thread, xnnpack); configurations are interleaved, in a
+different order each round, and the median round is reported. Parallel efficiency = throughput with N
+phones / (N x throughput with 1 phone).
+
+Writes results/lab_throughput.md. Run: python benchmarks/lab_throughput.py [--rounds 3] [--phone-seconds 1]
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT))
+
+from _context import header  # noqa: E402
+from device_bench.android import BenchSettings, benchmark_devices  # noqa: E402
+from device_bench.lab import parse_server, parse_spec, select  # noqa: E402
+from tests.loopback_adb.fixtures import FAKE_BENCHMARK, free_port  # noqa: E402
+from tests.loopback_adb.lab import start_lab  # noqa: E402
+from tests.test_device_run import tiny_model  # noqa: E402
+
+PHONE_COUNTS = (1, 2, 4, 8)
+MODELS = 8
+
+
+def private_client(work: Path) -> None:
+    """A private ~/.android, cache and adb port for this process (never the user's, never the internet)."""
+    from adb_shell.auth.keygen import keygen
+
+    android = work / "client-android"
+    android.mkdir()
+    keygen(str(android / "adbkey"))
+    os.environ.update(ANDROID_USER_HOME=str(android), ANDROID_ADB_SERVER_PORT=str(free_port()),
+                      MNBENCH_CACHE_DIR=str(work / "cache"),
+                      MNBENCH_BINARIES_URL=f"http://127.0.0.1:{free_port()}/none")
+    os.environ.pop("ADB_SERVER_SOCKET", None)
+
+
+def one_configuration(lab, count: int, models: list[Path], settings: BenchSettings, results: Path) -> dict:
+    phones = lab.phones[:count]   # alternating servers: phone i is on server i % 2
+    servers = [parse_server(lab.address(server)) for server in lab.servers]
+    started = time.perf_counter()
+    chosen = select([parse_spec(phone.serial) for phone in phones], servers)
+    run = benchmark_devices(chosen, models, settings=settings, benchmark_binary=FAKE_BENCHMARK,
+                            results_root=results)
+    wall_s = time.perf_counter() - started
+    failed = [row["error"] for row in run.rows if row["status"] != "ok"]
+    if failed:
+        raise SystemExit(f"{len(failed)} runs failed with {count} phones: {failed[0]}")
+    return {"phones": count, "runs": len(run.rows), "wall_s": wall_s}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--phone-seconds", type=float, default=1.0, help="stand-in run time on the phone")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "lab_throughput.md")
+    args = parser.parse_args()
+    if shutil.which("adb") is None:
+        raise SystemExit("needs Google's adb (Debian: apt-get install -y adb)")
+    work = Path(tempfile.mkdtemp(prefix="lab_throughput_"))
+    private_client(work)
+    load_before = os.getloadavg()
+    lab = start_lab(work / "lab", phones=max(PHONE_COUNTS), servers=2)
+    try:
+        for phone in lab.phones:
+            phone.set_benchmark("ok", delay_s=args.phone_seconds)
+        models = [tiny_model(work / "models" / f"model{index}.tflite") for index in range(MODELS)]
+        settings = BenchSettings(num_runs=3, min_secs=0, cooldown_max_wait_s=0, run_timeout_s=60,
+                                 command_timeout_s=30)
+        measured: dict[int, list[dict]] = {count: [] for count in PHONE_COUNTS}
+        for round_index in range(args.rounds):
+            order = PHONE_COUNTS if round_index % 2 == 0 else tuple(reversed(PHONE_COUNTS))
+            for count in order:
+                result = one_configuration(lab, count, models, settings, work / "results")
+                measured[count].append(result)
+                print(f"round {round_index + 1}: {count} phones, {result['runs']} runs, "
+                      f"{result['wall_s']:.2f} s", flush=True)
+    finally:
+        lab.stop()
+    load_after = os.getloadavg()
+    write(args, measured, load_before, load_after)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def write(args, measured: dict[int, list[dict]], load_before, load_after) -> None:
+    command = (f"python benchmarks/lab_throughput.py --rounds {args.rounds} "
+               f"--phone-seconds {args.phone_seconds:g}")
+    title = "Lab throughput: 8 models on 1, 2, 4, 8 loopback phones behind 2 adb servers"
+    lines = [header(title, command), "",
+             f"Load average (1, 5, 15 min) before: {', '.join(f'{x:.2f}' for x in load_before)}; after: "
+             f"{', '.join(f'{x:.2f}' for x in load_after)}. The machine is shared with other jobs: compare "
+             "the rows with each other (measured interleaved in one run), not with other machines.", "",
+             f"Each phone's stand-in benchmark_model sleeps {args.phone_seconds:g} s per run, so one phone "
+             f"needs at least {MODELS * args.phone_seconds:g} s for the 8 models; the rest is mnbench's own "
+             "work per phone (connect, facts, lock, pushes, temperatures, clean-up) and contention between "
+             "phones for this machine's 2 cores (every loopback phone's shell and stand-in run here; a real "
+             "phone does its work on its own CPU).", "",
+             "| phones | runs | wall s (median of rounds) | all rounds s | runs/s | speed-up "
+             "| parallel efficiency | overhead per run s |", "|---:|---:|---:|---|---:|---:|---:|---:|"]
+    base = None
+    for count in PHONE_COUNTS:
+        walls = [item["wall_s"] for item in measured[count]]
+        wall_s, runs = statistics.median(walls), measured[count][0]["runs"]
+        throughput = runs / wall_s
+        base = base or throughput
+        overhead_s = wall_s / MODELS - args.phone_seconds   # per run on each phone
+        lines.append(f"| {count} | {runs} | {wall_s:.2f} | {', '.join(f'{w:.2f}' for w in walls)} | "
+                     f"{throughput:.2f} | {throughput / base:.2f} | {throughput / (count * base):.2f} | "
+                     f"{overhead_s:.2f} |")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
