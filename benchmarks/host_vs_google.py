@@ -24,14 +24,19 @@ from device_bench.host import HostParams, run_worker  # noqa: E402
 RUNS, WARMUP = 100, 10
 
 
-def google_median_us(model: Path, threads: int) -> float:
+def google_latency(model: Path, threads: int) -> dict:
+    """The "latency" record of one benchmark_litert_model run (median_ms, p5_ms, min_ms, ...)."""
     with tempfile.TemporaryDirectory() as tmp:
         result = Path(tmp) / "result.json"
         subprocess.run([sys.executable, "-m", "ai_edge_litert.tools.benchmark_litert_model",
                         f"--model={model}",
                         f"--num_threads={threads}", f"--num_runs={RUNS}", f"--warmup_runs={WARMUP}",
                         f"--result_json={result}"], capture_output=True, text=True, check=True)
-        return json.loads(result.read_text())["latency"]["median_ms"] * 1000
+        return json.loads(result.read_text())["latency"]
+
+
+def google_median_us(model: Path, threads: int) -> float:
+    return google_latency(model, threads)["median_ms"] * 1000
 
 
 def ours_median_us(model: Path, threads: int) -> float:

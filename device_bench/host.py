@@ -16,13 +16,15 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .errors import BenchError
 
 from . import stats
 from .provenance import model_columns, run_columns
-from .store import ResultStore, RunWriter, row_key, utc_now
+
+if TYPE_CHECKING:
+    from .store import RunWriter
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
@@ -54,6 +56,33 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+# CPU flags that decide which int8 kernels XNNPACK picks (x86: VNNI dot products, AMX tiles; ARM: dot product
+# and int8 matrix multiply), as /proc/cpuinfo spells them, with the names reports use.
+INT8_FLAGS = {"avx2": "avx2", "avx512f": "avx512f", "avx512_vnni": "avx512_vnni", "avx_vnni": "avx_vnni",
+              "amx_int8": "amx_int8", "asimddp": "neon_dotprod", "i8mm": "neon_i8mm"}
+
+
+def cpu_facts(cpuinfo: str | None = None) -> dict:
+    """The CPU's model name and the int8-relevant flags it has (``cpuinfo``: /proc/cpuinfo's text)."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as info:
+                cpuinfo = info.read()
+        except OSError:
+            cpuinfo = ""
+    flags: set[str] = set()
+    model = None
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in ("flags", "features"):
+            flags |= set(value.split())
+        elif key in ("model name", "hardware", "cpu model") and model is None:
+            model = value.strip()
+    return {"model": model or platform.processor() or platform.machine(), "machine": platform.machine(),
+            "flags": [name for flag, name in INT8_FLAGS.items() if flag in flags]}
 
 
 def host_description() -> dict:
@@ -121,6 +150,8 @@ def _checked_model(model: Path) -> dict:
 
 def _row(model: Path, model_info: dict, threads: int, params: HostParams, result: dict,
          context: dict) -> dict:
+    from .store import utc_now
+
     row = {**context, **model_info, "threads": threads, "delegate": "xnnpack" if params.xnnpack else "cpu",
            "utc_time": utc_now()}
     if not result["ok"]:
@@ -154,6 +185,9 @@ def bench(models: list[Path], threads: list[int], params: HostParams, results_di
         StoreError: ``results_dir`` cannot take results (before any measuring).
         ModelFileError: a model is missing or LiteRT cannot load it (before any measuring).
     """
+    # The store (pandas) is imported here, so timing a model (run_worker) needs only LiteRT and numpy.
+    from .store import ResultStore
+
     if any(t < 1 for t in threads):
         raise BenchError(f"threads must be >= 1, got {threads}")
     infos = {}
@@ -180,6 +214,8 @@ def bench(models: list[Path], threads: list[int], params: HostParams, results_di
 
 
 def _stored(writer: RunWriter, row: dict, result: dict) -> tuple[Path | None, str | None]:
+    from .store import row_key
+
     samples = {row_key(row): result["samples_us"]} if result["ok"] else {}
     try:
         return writer.put([row], samples), None

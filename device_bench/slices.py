@@ -67,12 +67,21 @@ def groups(tree, by: str) -> list[tuple[str, list[int]]]:
         return [(f"{i}:{op_name(tree, op)}", [i]) for i, op in enumerate(operators)]
     if by == "layer":
         return [(f"{ops[0]}:{op_name(tree, operators[ops[0]])}", ops) for ops in layers(tree)]
-    blocks: dict[str, list[int]] = {}
+    labels: list[str] = []
     producers: dict[int, str] = {}
-    for index, op in enumerate(operators):
-        block = block_of(tree, op, producers)
-        producers.update({t: block for t in op.outputs})
-        blocks.setdefault(block, []).append(index)
+    for op in operators:
+        labels.append(block_of(tree, op, producers))
+        producers.update({t: labels[-1] for t in op.outputs})
+    # An operator named by no block and fed by none (the DEQUANTIZE of the input before a float stem) belongs
+    # to the block that reads its output.
+    for index in reversed(range(len(operators))):
+        if labels[index] == "other":
+            outputs = set(operators[index].outputs)
+            labels[index] = next((labels[j] for j in range(index + 1, len(operators))
+                                  if outputs & set(operators[j].inputs) and labels[j] != "other"), "other")
+    blocks: dict[str, list[int]] = {}
+    for index, label in enumerate(labels):
+        blocks.setdefault(label, []).append(index)
     return list(blocks.items())
 
 

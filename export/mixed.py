@@ -32,7 +32,9 @@ class HostTimer:
     """Times models on this machine: block slices with `mnbench profile`'s method, whole models in rounds."""
 
     def __init__(self, threads: int) -> None:
-        self.name, self.threads = "host", threads
+        from device_bench.host import cpu_facts
+
+        self.name, self.threads, self.cpu = "host", threads, cpu_facts()
 
     def block_us(self, model: bytes, tag: str) -> dict[str, float]:
         """Median microseconds of every block of ``model`` (``tag``: fp32 or int8, names its files)."""
@@ -68,7 +70,7 @@ class PhoneTimer:
     """
 
     def __init__(self, serial: str, threads: int, benchmark_binary: Path | None = None, connect=None) -> None:
-        self.name, self.threads = serial, threads
+        self.name, self.threads, self.cpu = serial, threads, {"model": f"Android device {serial}"}
         self.benchmark_binary, self.connect = benchmark_binary, connect
 
     def block_us(self, model: bytes, tag: str) -> dict[str, float]:
@@ -113,34 +115,44 @@ def _written(models: dict[str, bytes], folder: Path) -> dict[str, Path]:
     return paths
 
 
-def decide(fp32: bytes, int8: bytes, build_mixed, fidelity, timer) -> tuple[bytes, dict]:
-    """Return the faster of int8 and a latency-aware mix, with the decision record for the sidecar.
+def decide(fp32: bytes, int8: bytes, build_mixed, fidelity, timer,
+           alternatives: dict[str, bytes] | None = None) -> tuple[bytes, dict]:
+    """Return the fastest of int8, a latency-aware mix and ``alternatives``, with the decision record.
 
     Args:
         fp32, int8: the float32 and int8 models of the same network.
         build_mixed: ``blocks -> bytes``, the int8 model with those blocks in float32.
         fidelity: ``bytes -> SQNR dB`` of a model's logits against Keras.
         timer: where and how to time (:class:`HostTimer`, :class:`PhoneTimer`).
+        alternatives: other whole int8 models to time against them (e.g. other stem lowerings), by name.
+
+    A candidate other than int8 is chosen only if it is faster timed whole (interleaved with the others)
+    and within ``SQNR_BUDGET_DB`` of the int8 model's SQNR.
     """
+    alternatives = dict(alternatives or {})
     fp32_us, int8_us = timer.block_us(fp32, "fp32"), timer.block_us(int8, "int8")
     blocks = choose_float_blocks(fp32_us, int8_us)
     record = {"mode": "auto", "target": timer.name, "threads": timer.threads, "margin": MARGIN,
+              "measured_on": getattr(timer, "cpu", None),
               "blocks": [{"block": b, "fp32_us": round(fp32_us.get(b, 0.0), 1), "int8_us": round(us, 1),
                           "float": b in blocks} for b, us in int8_us.items()],
               "float_blocks": blocks, "chosen": "int8"}
-    if not blocks:
+    if not blocks and not alternatives:
         record["reason"] = "int8 is at least as fast as float32 in every block on this target"
         return int8, record
-    mixed = build_mixed(tuple(blocks))
-    timed = timer.whole_ms({"int8": int8, "mixed": mixed})
-    record.update(int8_ms=round(timed["int8"], 3), mixed_ms=round(timed["mixed"], 3))
-    int8_sqnr, mixed_sqnr = fidelity(int8), fidelity(mixed)
-    record.update(int8_sqnr_db=int8_sqnr, mixed_sqnr_db=mixed_sqnr)
-    if timed["mixed"] >= timed["int8"]:
-        record["reason"] = "the mixed model was not faster when timed whole"
+    candidates = {"int8": int8, **({"mixed": build_mixed(tuple(blocks))} if blocks else {}), **alternatives}
+    timed = timer.whole_ms(candidates)
+    sqnr = {name: fidelity(model) for name, model in candidates.items()}
+    record["candidates"] = {name: {"ms": round(timed[name], 3), "sqnr_db": sqnr[name]} for name in candidates}
+    record.update(int8_ms=round(timed["int8"], 3), int8_sqnr_db=sqnr["int8"])
+    if blocks:
+        record.update(mixed_ms=round(timed["mixed"], 3), mixed_sqnr_db=sqnr["mixed"])
+    fastest = min(candidates, key=lambda name: timed[name])
+    within = [name for name in candidates if sqnr[name] >= sqnr["int8"] - SQNR_BUDGET_DB]
+    best = min(within, key=lambda name: timed[name])
+    if best == "int8":
+        record["reason"] = "the other candidates were not faster when timed whole" if fastest == "int8" else \
+            f"the faster candidates lost more than {SQNR_BUDGET_DB} dB of SQNR"
         return int8, record
-    if mixed_sqnr < int8_sqnr - SQNR_BUDGET_DB:
-        record["reason"] = f"the mixed model lost more than {SQNR_BUDGET_DB} dB of SQNR"
-        return int8, record
-    record.update(chosen="mixed", reason="faster whole, fidelity within budget")
-    return mixed, record
+    record.update(chosen=best, reason="faster whole, fidelity within budget")
+    return candidates[best], record

@@ -23,6 +23,7 @@ from mobilenets_tf.specs import HSwishForm
 from . import calibration
 from .errors import ExportError, ExportWriteError
 from .quantization import DEFAULT_LOWERING, IoType, Lowering, Quant, configure_converter
+from .stem import Stem, default_stem, effective_stem
 
 DEFAULT_OUT = Path("results/models")
 
@@ -43,6 +44,7 @@ class ExportRequest:
     target: str = "host"                    # where precision=auto times: host, or a phone's serial
     benchmark_binary: Path | None = None    # benchmark_model for a phone target (None: Google's prebuilt)
     int8_softmax: bool = False              # keep the final softmax in int8 models (XNNPACK cannot run it)
+    stem: Stem | None = None                # int8 first-convolution lowering (None: export.stem.default_stem)
 
     @property
     def ends_in_softmax(self) -> bool:
@@ -57,6 +59,13 @@ class ExportRequest:
         has_hswish = self.config.version.startswith("v3") and knobs.get("activation") == "hswish" \
             and not knobs.get("minimalistic")
         return self.hswish if self.quant is Quant.INT8 and has_hswish else None
+
+    @property
+    def stem_lowering(self) -> Stem | None:
+        """The stem lowering that applies: int8 models only (float models keep the convolution as built)."""
+        if self.quant is not Quant.INT8:
+            return None
+        return self.stem or default_stem(self.config)
 
 
 def model_stem(config: ModelConfig, quant: Quant, io: IoType = IoType.INT8,
@@ -85,6 +94,8 @@ def request_stem(request: ExportRequest) -> str:
         stem += "_float-" + "-".join(request.float_blocks)
     if request.quant is Quant.INT8 and request.int8_softmax:
         stem += "_softmax"
+    if request.stem_lowering not in (None, default_stem(request.config)):
+        stem += f"_stem-{request.stem_lowering.value}"
     return stem
 
 
@@ -122,6 +133,7 @@ def cache_key(request: ExportRequest, calib: calibration.CalibrationSet | None,
     payload = {"config": request.config.as_dict(), "quant": request.quant.value, "io": request.io.value,
                "hswish": request.lowering.value if request.lowering else None,
                "softmax": request.ends_in_softmax,
+               "stem": request.stem_lowering.value if request.stem_lowering else None,
                "precision": [request.precision, list(request.float_blocks),
                              [request.threads, request.target] if request.precision == "auto" else None],
                "weights": weights_sha or "random", "verify": request.verify, "tools": tool_versions(),
@@ -192,10 +204,11 @@ class _Prepared:
     reference: tuple | None
     frozen: dict
 
-    def frozen_graph(self, config: ModelConfig, hswish: HSwishForm, softmax: bool = True):
+    def frozen_graph(self, config: ModelConfig, hswish: HSwishForm, softmax: bool = True,
+                     stem: Stem = Stem.CONV):
         """The model as a frozen concrete function, with h-swish built as ``hswish``, ending in a softmax
-        or at the logits (same weights)."""
-        key = (hswish, softmax and config.include_top)
+        or at the logits, its stem lowered as ``stem`` (export.stem; same weights)."""
+        key = (hswish, softmax and config.include_top, stem)
         if key not in self.frozen:
             from mobilenets_tf import _quiet  # noqa: F401
 
@@ -205,11 +218,14 @@ class _Prepared:
             from mobilenets_tf.builder import build_from_config
             from mobilenets_tf.keras_apps import transfer_weights
 
+            from .stem import rewrite_stem
+
             model = self.model
-            if key != (HSwishForm.BUILTIN, config.include_top):
+            if key[:2] != (HSwishForm.BUILTIN, config.include_top):
                 model = build_from_config(config, batch_size=1, hswish=hswish,
                                           classifier_activation="softmax" if key[1] else None)
                 transfer_weights(self.model, model)
+            model = rewrite_stem(model, stem)
             # A frozen concrete function converts to the same graph as from_keras_model (which writes a
             # SavedModel first) in less than half the time.
             spec = tf.TensorSpec(model.input.shape, tf.float32, name="image")
@@ -253,13 +269,19 @@ def _convert_int8(prepared: _Prepared, request: ExportRequest, calib) -> tuple[b
     from .int8 import quantize
 
     hswish = request.lowering.form if request.lowering else HSwishForm.BUILTIN
-    frozen = prepared.frozen_graph(request.config, hswish, request.ends_in_softmax)
     lowering = request.lowering or Lowering.FUSED
 
-    def build(blocks: tuple[str, ...] = ()) -> bytes:
-        return quantize(frozen, calib.images, request.io, lowering, blocks)[0]
+    def build(stem: Stem, blocks: tuple[str, ...] = ()) -> tuple[bytes, dict]:
+        """The int8 model with the stem lowered as ``stem`` and ``blocks`` kept float32."""
+        frozen = prepared.frozen_graph(request.config, hswish, request.ends_in_softmax, stem)
+        stem_blocks = ("stem",) if stem is Stem.FLOAT else ()
+        return quantize(frozen, calib.images, request.io, lowering,
+                        tuple(dict.fromkeys(stem_blocks + blocks)))
 
-    data, info = quantize(frozen, calib.images, request.io, lowering, request.float_blocks)
+    stem, stem_note = effective_stem(prepared.model, request.stem_lowering)
+    data, info = build(stem, request.float_blocks)
+    requested = request.stem.value if request.stem else f"default ({request.stem_lowering.value})"
+    info["stem"] = {"requested": requested, "lowering": stem.value, **stem_note}
     if request.precision != "auto":
         return data, info
     from . import mixed
@@ -274,11 +296,37 @@ def _convert_int8(prepared: _Prepared, request: ExportRequest, calib) -> tuple[b
             return compare(reference[0], outputs)["sqnr_db"]
         return compare(reference[1], logits if request.ends_in_softmax else outputs)["sqnr_db"]
 
+    # Every other stem lowering that applies is a candidate too, so the choice is at least as fast here as
+    # the best fixed lowering.
+    others = [other for other in Stem
+              if other is not stem and effective_stem(prepared.model, other)[0] is other]
+    alternatives = {f"int8-stem-{other.value}": build(other, request.float_blocks)[0] for other in others}
     timer = mixed.HostTimer(request.threads) if request.target == "host" else \
         mixed.PhoneTimer(request.target, request.threads, request.benchmark_binary)
-    data, decision = mixed.decide(fp32, data, build, sqnr, timer)
-    return data, {**info, "float_blocks": decision["float_blocks"] if decision["chosen"] == "mixed" else [],
-                  "precision": decision}
+    data, decision = mixed.decide(fp32, data, lambda blocks: build(stem, blocks)[0], sqnr, timer,
+                                  alternatives)
+    chosen = decision["chosen"]
+    if chosen.startswith("int8-stem-"):
+        info["stem"]["lowering"] = chosen.removeprefix("int8-stem-")
+        info["float_blocks"] = list(dict.fromkeys(
+            (["stem"] if info["stem"]["lowering"] == "float" else []) + list(request.float_blocks)))
+    elif chosen == "mixed":
+        info["float_blocks"] = list(dict.fromkeys(
+            (["stem"] if stem is Stem.FLOAT else []) + decision["float_blocks"]))
+    return data, {**info, "precision": decision}
+
+
+def int8_choices(conversion: dict) -> dict:
+    """What an int8 export chose (stem lowering, float blocks) and how: fixed defaults, or timed on which
+    CPU."""
+    from device_bench.host import cpu_facts
+
+    decision = conversion.get("precision")
+    basis = {"by": "fixed", "exported_on": cpu_facts()} if decision is None else \
+        {"by": "precision auto", "target": decision["target"], "threads": decision["threads"],
+         "measured_on": decision.get("measured_on"), "chosen": decision["chosen"]}
+    return {"stem": conversion["stem"]["lowering"], "float_blocks": conversion.get("float_blocks", []),
+            **basis}
 
 
 def _group_key(request: ExportRequest) -> tuple:
@@ -349,9 +397,11 @@ def _write(prepared: _Prepared, request: ExportRequest, calib, key: str, tflite:
     data, conversion = convert(prepared, request, calib)
     lowering = request.lowering.value if request.lowering else None
     output = "probabilities" if request.ends_in_softmax else "logits"
+    choices = int8_choices(conversion) if request.quant is Quant.INT8 else None
     report = request.config.cost()
     embedded = {"config": request.config.as_dict(), "quant": request.quant.value, "io": request.io.value,
                 "hswish": lowering, "output": output, "params": report.params, "macs": report.macs,
+                "int8_choices": choices,
                 "weights": prepared.weights["source"], "input_range": list(request.config.spec.input_range),
                 "mnbench": tool_versions()["mnbench"]}
     data = tflite_file.embed_metadata(data, embedded)
@@ -378,14 +428,15 @@ def _record(request: ExportRequest, prepared: _Prepared, calib, key: str, tflite
     """The sidecar of one model file."""
     lowering = request.lowering.value if request.lowering else None
     output = "probabilities" if request.ends_in_softmax else "logits"
+    choices = int8_choices(conversion) if request.quant is Quant.INT8 else None
     report = request.config.cost()
     record = {
         "file": tflite.name, "sha256": info["sha256"], "size_bytes": info["size_bytes"],
         "config": request.config.as_dict(), "version": request.config.version, "alpha": request.config.alpha,
         "resolution": request.config.resolution, "knobs": request.config.knobs,
         "params": report.params, "macs": report.macs, "quant": request.quant.value, "io": request.io.value,
-        "hswish": lowering, "output": output, "conversion": conversion, "inputs": info["inputs"],
-        "outputs": info["outputs"], "op_histogram": info["op_histogram"],
+        "hswish": lowering, "output": output, "int8_choices": choices, "conversion": conversion,
+        "inputs": info["inputs"], "outputs": info["outputs"], "op_histogram": info["op_histogram"],
         "float_ops": info["float_ops"] if request.quant is Quant.INT8 else [],
         "delegation": info["delegation"], "weights": prepared.weights,
         "calibration": {"source": calib.source, "samples": calib.count} if calib is not None else None,

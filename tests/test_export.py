@@ -8,6 +8,7 @@ import pytest
 
 from export.pipeline import ExportRequest, export, model_stem
 from export.quantization import IoType, Quant
+from export.stem import Stem
 from device_bench.tflite_file import describe, open_interpreter, read_bytes, sha256
 from mobilenets_tf import configure
 
@@ -22,10 +23,10 @@ def _sidecar(path: Path) -> dict:
 @pytest.fixture(scope="module")
 def int8_224(tmp_path_factory):
     out = tmp_path_factory.mktemp("int8")
-    code, stdout, stderr = run("export", "--version", "v3-small", "--quant", "int8", "--calib-samples", "16",
-                               "--out", str(out), "--json")
+    code, stdout, stderr = run("export", "--version", "v3-small", "--quant", "int8", "--stem", "conv",
+                               "--calib-samples", "16", "--out", str(out), "--json")
     assert code == 0, stderr
-    return out / "v3-small_a1.00_r224_int8.tflite", json.loads(stdout)[0]
+    return out / "v3-small_a1.00_r224_int8_stem-conv.tflite", json.loads(stdout)[0]
 
 
 def test_int8_is_full_integer_with_int8_io(int8_224):
@@ -67,7 +68,7 @@ def test_configuration_is_embedded_in_the_model(int8_224):
 
 def test_up_to_date_model_is_reused_and_force_rebuilds(int8_224, tmp_path):
     path, record = int8_224
-    request = ExportRequest(configure("v3-small"), Quant.INT8, calib_samples=16)
+    request = ExportRequest(configure("v3-small"), Quant.INT8, calib_samples=16, stem=Stem.CONV)
     again = export(request, path.parent)
     assert again["cached"] and again["sha256"] == record["sha256"]
     path.write_bytes(path.read_bytes()[:-1] + b"\0")               # tampered file: rebuilt

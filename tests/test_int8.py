@@ -7,6 +7,7 @@ from export.int8 import correct_ranges, observed_ranges
 from export.quantization import Lowering
 from export.pipeline import ExportRequest, export
 from export.quantization import Quant
+from export.stem import Stem
 from device_bench.tflite_file import describe
 from mobilenets_tf import configure
 
@@ -16,7 +17,9 @@ CONFIG = configure("v3-small", 0.5, 96)
 @pytest.fixture(scope="module")
 def lowered(tmp_path_factory):
     out = tmp_path_factory.mktemp("int8")
-    return {lowering: export(ExportRequest(CONFIG, Quant.INT8, calib_samples=16, hswish=lowering), out)
+    # stem conv: every layer int8, so each h-swish lowering's structure shows alone (stems: test_stem.py)
+    return {lowering: export(ExportRequest(CONFIG, Quant.INT8, calib_samples=16, hswish=lowering,
+                                           stem=Stem.CONV), out)
             | {"path": out} for lowering in Lowering}
 
 
@@ -27,7 +30,7 @@ def _ops(record):
 def test_decomposed_is_one_partition_with_no_hardswish(lowered):
     record = lowered[Lowering.DECOMPOSED]
     names, histogram = _ops(record)
-    assert record["file"] == "v3-small_a0.50_r96_int8.tflite" and record["hswish"] == "decomposed"
+    assert record["file"] == "v3-small_a0.50_r96_int8_stem-conv.tflite" and record["hswish"] == "decomposed"
     assert "HARD_SWISH" not in names and all(key.endswith(":INT8") for key in histogram)
     assert record["delegation"] == {"partitions": 1, "ops_outside_delegate": {},
                                     "nodes": record["delegation"]["nodes"]}
@@ -45,7 +48,7 @@ def test_int8_softmax_on_request_runs_outside_xnnpack(tmp_path):
 
 def test_fused_keeps_int8_hardswish_outside_the_delegate(lowered):
     record = lowered[Lowering.FUSED]
-    assert record["file"].endswith("_int8_hswish-fused.tflite")
+    assert record["file"].endswith("_int8_hswish-fused_stem-conv.tflite")
     assert record["op_histogram"]["HARD_SWISH:INT8"] == 19
     assert record["delegation"]["ops_outside_delegate"]["HARD_SWISH"] == 19
     assert record["delegation"]["partitions"] > 1

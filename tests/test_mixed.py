@@ -8,6 +8,7 @@ import pytest
 from export import mixed
 from export.pipeline import ExportRequest, export
 from export.quantization import Quant
+from export.stem import Stem
 from device_bench.tflite_file import describe
 from export.errors import ExportError
 from mobilenets_tf import configure
@@ -19,10 +20,11 @@ CONFIG = configure("v3-small", 0.5, 96)
 
 
 def test_float_blocks_stay_float_inside_one_int8_partition(tmp_path):
-    int8 = export(ExportRequest(CONFIG, Quant.INT8, calib_samples=16), tmp_path)
+    int8 = export(ExportRequest(CONFIG, Quant.INT8, calib_samples=16, stem=Stem.CONV), tmp_path)
     record = export(ExportRequest(CONFIG, Quant.INT8, calib_samples=16, float_blocks=("stem", "block01")),
                     tmp_path)
     assert record["file"] == "v3-small_a0.50_r96_int8_float-stem-block01.tflite"
+    assert record["int8_choices"]["float_blocks"] == ["stem", "block01"]
     histogram = record["op_histogram"]
     assert histogram["CONV_2D:FLOAT32"] == 4 and histogram["DEPTHWISE_CONV_2D:FLOAT32"] == 1  # stem + block01
     assert histogram["DEQUANTIZE:FLOAT32"] >= 1 and histogram["QUANTIZE:INT8"] >= 1
@@ -125,6 +127,14 @@ def test_auto_precision_on_the_host_records_every_block(tmp_path):
     timed = {row["block"]: row for row in decision["blocks"]}
     assert timed["stem"]["fp32_us"] > 0 and timed["stem"]["int8_us"] > 0 and timed["block01"]["int8_us"] > 0
     assert decision["float_blocks"] == [row["block"] for row in decision["blocks"] if row["float"]]
-    assert decision["chosen"] in ("int8", "mixed") and decision["reason"]
-    float_ops = sum(n for key, n in record["op_histogram"].items() if key.startswith("CONV_2D:FLOAT32"))
-    assert (float_ops > 0) == (decision["chosen"] == "mixed")
+    # Every stem lowering is timed whole beside the default (float stem) model and the mix, if any.
+    assert {"int8", "int8-stem-conv", "int8-stem-s2d"} <= set(decision["candidates"])
+    assert decision["chosen"] in decision["candidates"] and decision["reason"]
+    fastest = min(decision["candidates"].values(), key=lambda c: c["ms"])
+    assert decision["candidates"][decision["chosen"]]["ms"] == fastest["ms"] or "SQNR" in decision["reason"]
+    stem = record["int8_choices"]["stem"]
+    assert stem == {"int8-stem-conv": "conv", "int8-stem-s2d": "s2d"}.get(decision["chosen"], "float")
+    assert ("SPACE_TO_DEPTH:INT8" in record["op_histogram"]) == (stem == "s2d")
+    float_convs = record["op_histogram"].get("CONV_2D:FLOAT32", 0)
+    assert (float_convs > 0) == (decision["chosen"] == "mixed" or stem == "float")
+    assert record["int8_choices"]["by"] == "precision auto" and record["int8_choices"]["measured_on"]["model"]

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from export.quantization import DEFAULT_LOWERING, IoType, Lowering, Quant
+from export.stem import Stem
 
 from ..cli import VERSIONS, echo_json
 from ..errors import MnbenchError
@@ -36,6 +37,10 @@ QUANTS = tuple(quant.value for quant in Quant)
 @click.option("--hswish", "lowerings", type=click.Choice([lowering.value for lowering in Lowering]),
               multiple=True, default=(DEFAULT_LOWERING["host"].value,), show_default=True,
               help="How int8 V3 models lower h-swish (repeat for several).")
+@click.option("--stem", type=click.Choice([stem.value for stem in Stem]),
+              help="How int8 models lower the first convolution (3x3/2 on 3 channels): float = kept "
+                   "float32, quantized after it; conv = int8 as built; s2d = space-to-depth + 2x2 int8 "
+                   "convolution. Default: float for V3 (h-swish stem), conv for V1/V2.")
 @click.option("--precision", type=click.Choice(["int8", "auto"]), default="int8", show_default=True,
               help="int8: every block int8; auto: blocks the target runs faster in float32 stay float32.")
 @click.option("--float-blocks", default="", metavar="BLOCK[,BLOCK...]",
@@ -58,7 +63,7 @@ QUANTS = tuple(quant.value for quant in Quant)
 @click.option("--json", "as_json", is_flag=True, help="Print the sidecars as a JSON array.")
 @click.pass_context
 def export(ctx, versions, quants, alpha, resolution, knobs, num_classes, weights, calib_dir, calib_samples,
-           io_type, lowerings, precision, float_blocks, target, benchmark_binary, threads, int8_softmax,
+           io_type, lowerings, stem, precision, float_blocks, target, benchmark_binary, threads, int8_softmax,
            out_dir, force, no_verify, as_json) -> None:
     """Convert MobileNets to LiteRT models, calibrated on real images and verified against Keras.
 
@@ -77,7 +82,7 @@ def export(ctx, versions, quants, alpha, resolution, knobs, num_classes, weights
     versions = carried.pop("versions")
     common = dict(**carried, io=io_type, weights=weights, calib_samples=calib_samples,
                   verify=not no_verify, precision=precision, threads=threads, int8_softmax=int8_softmax,
-                  target=target, benchmark_binary=benchmark_binary,
+                  target=target, benchmark_binary=benchmark_binary, stem=Stem(stem) if stem else None,
                   float_blocks=tuple(b.strip() for b in float_blocks.split(",") if b.strip()))
     requests = _requests(versions, QUANTS if "all" in quants else quants, lowerings, **common)
     with _progress(len(requests), as_json) as bar:
@@ -133,6 +138,21 @@ def _fidelity(record: dict) -> str:
             f"SQNR {measure['sqnr_db']:.1f} dB")
 
 
+def describe_choices(choices: dict) -> str:
+    """One line: the int8 lowering choices and the CPU they were measured on (or exported on)."""
+    def cpu(facts: dict | None) -> str:
+        if not facts:
+            return "unknown CPU"
+        return f"{facts['model']} ({', '.join(facts.get('flags', [])) or 'no int8 flags'})"
+
+    blocks = ", ".join(choices["float_blocks"]) or "none"
+    line = f"int8 choices: stem {choices['stem']}, float blocks: {blocks}; "
+    if choices["by"] == "fixed":
+        return line + f"fixed defaults, exported on {cpu(choices.get('exported_on'))}"
+    return line + (f"chosen by --precision auto ({choices['chosen']}) at {choices['threads']} thread(s) on "
+                   f"{choices['target']}: {cpu(choices.get('measured_on'))}")
+
+
 @click.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -153,6 +173,8 @@ def inspect(model: Path, as_json: bool) -> None:
                    f"classes={config['num_classes']} quant={embedded['quant']} "
                    f"knobs={json.dumps(config['knobs'])}")
         click.echo(f"weights: {embedded['weights']}")
+        if embedded.get("int8_choices"):
+            click.echo(describe_choices(embedded["int8_choices"]))
     else:
         click.echo("not written by mnbench (no embedded configuration)")
     for kind in ("inputs", "outputs"):
