@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _context import header  # noqa: E402
 from device_bench import stats  # noqa: E402
 from device_bench.ab import ABSettings, host_runner, paired_ratio_ci, run_ab  # noqa: E402
-from device_bench.compare import run_level_ratio_ci  # noqa: E402
+from device_bench.stats import run_level_ratio_ci  # noqa: E402
 from export.pipeline import ExportRequest, export  # noqa: E402
 from export.quantization import Quant  # noqa: E402
 from mobilenets_tf import configure  # noqa: E402

@@ -35,7 +35,7 @@ from . import stats
 from .host import HostParams, host_description, run_worker, runtime_version
 
 __all__ = ["ABError", "ABResult", "ABSettings", "MIN_ROUNDS", "Measurement", "Round", "host_runner",
-           "paired_ratio_ci", "round_orders", "run_ab", "signed_rank_lower_index"]
+           "model_columns_checked", "paired_ratio_ci", "round_orders", "run_ab", "signed_rank_lower_index"]
 
 MIN_ROUNDS = 6  # fewest rounds whose widest Wilcoxon interval [min d, max d] still has >= 95 % coverage
 EXACT_MAX_ROUNDS = 100  # above this, signed-rank quantiles come from the normal approximation
@@ -174,7 +174,7 @@ def run_ab(model_a: Path, model_b: Path, settings: ABSettings = ABSettings(), ta
     if runner is None and target != "host":
         raise ABError(f"A/B on a phone (--target {target}) is not implemented yet; only --target host is: "
                       "run `mnbench device` on both models and compare the runs with `mnbench compare`")
-    columns = [_model_columns(Path(model)) for model in (model_a, model_b)]
+    columns = [model_columns_checked(Path(model)) for model in (model_a, model_b)]
     runner = runner or host_runner(settings.params)
     rounds = []
     for index, order in enumerate(round_orders(settings.rounds)):
@@ -189,7 +189,8 @@ def run_ab(model_a: Path, model_b: Path, settings: ABSettings = ABSettings(), ta
     return _result(columns, [item for item, _ in rounds], [m for _, m in rounds], settings, target)
 
 
-def _model_columns(path: Path) -> dict:
+def model_columns_checked(path: Path) -> dict:
+    """The model's provenance columns, after LiteRT has loaded it (``ABError`` if it cannot)."""
     from .errors import ModelFileError
     from .provenance import model_columns
     from .tflite_file import open_interpreter, read_bytes

@@ -12,12 +12,18 @@ not part of it, so two runners of one type pair); for a phone its serial. Rows w
 another target are refused unless ``allow_different_targets``.
 
 Statistics. Each side of a pair may hold several runs (rows) of the same configuration. With one run per
-side the interval is ``stats.ratio_ci`` on the raw samples. With more, a two-level bootstrap resamples runs,
-then samples inside each run, so the spread between processes, which one run cannot show, enters the
-interval. Rows without samples (``benchmark_model`` on phones prints none) fall back to their summary: the
-log-median's standard error from ``std_us/mean_us`` and ``count`` (normal approximation, 1.2533 sigma/sqrt(n)
-per run), plus the spread between runs when there are several. The verdict is ``stats.verdict``; a pair whose
-current rows all failed while the baseline ran gets ``failed``.
+side the interval is ``stats.ratio_ci`` on the raw samples; with more, ``stats.run_level_ratio_ci`` (a
+two-level bootstrap: processes, then samples inside each), so the spread between processes enters the
+interval. A side measured in one process cannot show that spread, which on a shared machine is larger than
+the spread inside a process (two processes of one model differ by ``PROCESS_SPREAD``, 4 %, in log sd), so
+such a side adds it to the interval (in quadrature, on the log scale) and the note says so: one process
+per side then cannot call a change of a few per cent. Rows without samples (``benchmark_model`` on phones
+prints none) fall back to their summary: the log-median's standard error from ``std_us/mean_us`` and
+``count`` (normal approximation, 1.2533 sigma/sqrt(n) per run), plus the spread between runs when there are
+several; rows without a median (builds that print no percentiles) compare their averages instead, and the
+pair's ``statistic`` and notes say so. Samples files with an empty list or a value that is not a finite
+latency are bad input (``CompareError``). The verdict is ``stats.verdict``; a pair whose current rows all
+failed while the baseline ran gets ``failed``.
 
 Rendering (Markdown for pull requests, ``$GITHUB_STEP_SUMMARY``) is in :mod:`mnbench.report.markdown`.
 """
@@ -38,13 +44,16 @@ from .errors import BenchError, BenchInputError
 from . import stats
 from .store import is_missing, target_desc
 
-__all__ = ["CompareError", "CompareSettings", "Comparison", "FAILING", "GateFailed", "VERDICTS", "compare",
-           "model_identity", "run_level_ratio_ci", "target_identity", "target_label"]
+__all__ = ["CompareError", "CompareSettings", "Comparison", "FAILING", "GateFailed", "PROCESS_SPREAD",
+           "VERDICTS", "compare", "model_identity", "target_identity", "target_label"]
 
 FAILING = {"regression": ("regression", "failed"), "noisy": ("regression", "failed", "noisy"), "never": ()}
 VERDICTS = ("regression", "failed", "improvement", "unchanged", "noisy")
 _MEDIAN_SE_FACTOR = math.sqrt(math.pi / 2)  # SE(median) / SE(mean) for normal samples
-_MAX_BOOT_CELLS = 4_000_000
+# Standard deviation of log(B/A) between two single processes of the same model on this project's 2-core
+# machine under everyday load: 0.043 over 140 A/A rounds of `mnbench ab` (results/ab_error_rates.csv,
+# round_ratios, 2026-11-28). A side measured in one process cannot show this spread, so it is added.
+PROCESS_SPREAD = 0.04
 LoadSamples = Callable[[Mapping[str, Any]], Sequence[float]]
 
 
@@ -232,18 +241,25 @@ def _judge(rows_b: list[dict], rows_c: list[dict], load_samples: LoadSamples,
               "threads": last["threads"], "delegate": last["delegate"], "baseline_runs": len(ok_b),
               "current_runs": len(ok_c), "baseline_median_us": _median_of(ok_b),
               "current_median_us": _median_of(ok_c), "ratio": None, "ci_low": None, "ci_high": None,
-              "method": None, "verdict": None, "notes": ""}
+              "method": None, "statistic": None, "verdict": None, "notes": ""}
     notes = _notes(rows_b, rows_c, ok_b, ok_c, settings)
     if not ok_c:
         result["verdict"] = "failed"
         notes.insert(0, f"every current run failed: {rows_c[-1]['error']}")
     else:
-        ratio, low, high, method, medians = _interval(ok_b, ok_c, load_samples, settings)
-        result.update(ratio=ratio, ci_low=low, ci_high=high, method=method, baseline_median_us=medians[0],
-                      current_median_us=medians[1])
+        found = _interval(ok_b, ok_c, load_samples, settings)
+        ratio, low, high = found["ratio"], found["low"], found["high"]
+        result.update(ratio=ratio, ci_low=low, ci_high=high, method=found["method"],
+                      statistic=found["statistic"], baseline_median_us=found["figures"][0],
+                      current_median_us=found["figures"][1])
+        if found["statistic"] == "mean":
+            notes.insert(0, "compared averages: the rows record no median")
+        if found["widened"]:
+            notes.append(found["widened"])
         if low is None:
             result["verdict"] = "noisy"
-            notes.insert(0, "no samples or spread recorded: no interval")
+            notes.insert(0, "no samples or spread recorded: no interval" if ratio is not None
+                         else "the rows record neither a median nor an average: no ratio")
         else:
             result["verdict"] = stats.verdict(ratio, low, high, settings.threshold)
             if result["verdict"] == "unchanged" and low > 1 and high > 1 + settings.threshold:
@@ -272,101 +288,91 @@ def _median_of(rows: list[dict]) -> float | None:
     return float(np.median(values)) if values else None
 
 
-def _interval(ok_b: list[dict], ok_c: list[dict], load_samples: LoadSamples, settings: CompareSettings):
-    """``(ratio, low, high, method, (baseline median, current median))``; the medians the ratio is of."""
-    if all(row["samples_file"] for row in ok_b + ok_c):
-        runs_b = [list(load_samples(row)) for row in ok_b]
-        runs_c = [list(load_samples(row)) for row in ok_c]
-        if min(map(len, runs_b + runs_c)) >= stats.MIN_CI_COUNT:
-            medians = tuple(float(np.median(np.concatenate(runs))) for runs in (runs_b, runs_c))
-            if len(runs_b) == len(runs_c) == 1:
-                ratio, low, high = stats.ratio_ci(runs_b[0], runs_c[0], settings.confidence,
-                                                  settings.n_boot, settings.seed)
-                return ratio, low, high, "bootstrap of runs in one process per side", medians
-            ratio, low, high = run_level_ratio_ci(runs_b, runs_c, settings.confidence, settings.n_boot,
-                                                  settings.seed)
-            return ratio, low, high, "two-level bootstrap (processes, then runs)", medians
-    return _summary_interval(ok_b, ok_c, settings.confidence)
+def _interval(ok_b: list[dict], ok_c: list[dict], load_samples: LoadSamples,
+              settings: CompareSettings) -> dict:
+    """``ratio``, ``low``, ``high``, ``method``, ``statistic`` and the two figures the ratio is of.
 
-
-def run_level_ratio_ci(a_runs: Sequence[Sequence[float]], b_runs: Sequence[Sequence[float]],
-                       confidence: float = 0.95, n_boot: int = 2000,
-                       seed: int = 0) -> tuple[float, float, float]:
-    """Ratio of medians of the pooled samples, B over A, with a two-level bootstrap interval.
-
-    Each resample draws as many processes as each side has (with replacement), then from each drawn
-    process as many runs as the side's median process holds (with replacement), and takes the median.
-
-    Args:
-        a_runs: baseline samples, one sequence per process (>= ``stats.MIN_CI_COUNT`` each).
-        b_runs: candidate samples, same shape rules.
-        confidence: two-sided coverage in (0, 1).
-        n_boot: bootstrap resamples (>= 100).
-        seed: seed of ``numpy.random.default_rng``.
-
-    Returns:
-        ``(ratio, low, high)``.
-
-    Raises:
-        StatsError: for empty or invalid samples, or a zero baseline median.
+    A side measured in one process gets ``PROCESS_SPREAD`` added to its share of the interval.
     """
-    if not a_runs or not b_runs:
-        raise stats.StatsError("each side needs at least one process of samples")
-    sides = [[_checked_run(run) for run in side] for side in (a_runs, b_runs)]
-    if n_boot < 100 or not 0 < confidence < 1:
-        raise stats.StatsError(f"need n_boot >= 100 and confidence in (0, 1), received {n_boot}, "
-                               f"{confidence}")
-    rng = np.random.default_rng(seed)
-    boot_a, boot_b = (_two_level_medians(side, n_boot, rng) for side in sides)
-    point_a, point_b = (float(np.median(np.concatenate(side))) for side in sides)
-    if point_a <= 0 or np.any(boot_a <= 0):
-        raise stats.StatsError("the baseline median (or a resample of it) is 0, so the ratio is undefined")
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(boot_b / boot_a, [tail, 1 - tail], method="linear")
-    return point_b / point_a, float(low), float(high)
+    found = None
+    if all(row["samples_file"] for row in ok_b + ok_c):
+        runs_b, runs_c = _load_runs(ok_b, load_samples, "baseline"), _load_runs(ok_c, load_samples, "current")
+        if min(map(len, runs_b + runs_c)) >= stats.MIN_CI_COUNT:
+            figures = tuple(float(np.median(np.concatenate(runs))) for runs in (runs_b, runs_c))
+            if len(runs_b) == len(runs_c) == 1:
+                interval = stats.ratio_ci(runs_b[0], runs_c[0], settings.confidence, settings.n_boot,
+                                          settings.seed)
+                method = "bootstrap of runs in one process per side"
+            else:
+                interval = stats.run_level_ratio_ci(runs_b, runs_c, settings.confidence, settings.n_boot,
+                                                    settings.seed)
+                method = "two-level bootstrap (processes, then runs)"
+            found = {"ratio": interval[0], "low": interval[1], "high": interval[2], "method": method,
+                     "statistic": "median", "figures": figures}
+    found = found or _summary_interval(ok_b, ok_c, settings.confidence)
+    single = (len(ok_b) == 1) + (len(ok_c) == 1)
+    found["widened"] = None
+    if single and found["low"] is not None:
+        z = NormalDist().inv_cdf(1 - (1 - settings.confidence) / 2)
+        extra = z * PROCESS_SPREAD * math.sqrt(single / 2)
+        ratio = found["ratio"]
+        found["low"] = ratio * math.exp(-math.hypot(math.log(ratio / found["low"]), extra))
+        found["high"] = ratio * math.exp(math.hypot(math.log(found["high"] / ratio), extra))
+        found["widened"] = (f"{'one process per side' if single == 2 else 'one process on one side'}: "
+                            f"interval widened by the spread between processes (±{math.exp(extra) - 1:.1%})")
+    return found
 
 
-def _checked_run(run: Sequence[float]) -> np.ndarray:
-    values = np.asarray(run, dtype=float)
-    if values.ndim != 1 or values.size == 0 or not np.all(np.isfinite(values)) or np.any(values < 0):
-        raise stats.StatsError("every process needs a non-empty 1-D list of finite latencies >= 0")
-    return values
+def _load_runs(rows: list[dict], load_samples: LoadSamples, side: str) -> list[list[float]]:
+    """Every row's samples; an empty list or a latency that is not finite and >= 0 is bad input."""
+    runs = []
+    for row in rows:
+        values = list(load_samples(row))
+        where = f"{side} run {row['run_id']}, {row['model']} t{row['threads']}"
+        if not values:
+            raise CompareError(f"{where}: its samples file holds an empty list of latencies")
+        bad = [value for value in values if not (math.isfinite(value) and value >= 0)]
+        if bad:
+            raise CompareError(f"{where}: its samples file holds a latency that is not a finite number >= 0 "
+                               f"({bad[0]!r})")
+        runs.append(values)
+    return runs
 
 
-def _two_level_medians(runs: list[np.ndarray], n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    sizes = np.array([run.size for run in runs])
-    per_run = int(np.median(sizes))
-    padded = np.zeros((len(runs), sizes.max()))
-    for index, run in enumerate(runs):
-        padded[index, :run.size] = run
-    rows = max(1, _MAX_BOOT_CELLS // (len(runs) * per_run))
-    chunks = []
-    for start in range(0, n_boot, rows):
-        count = min(rows, n_boot - start)
-        picked = rng.integers(0, len(runs), size=(count, len(runs), 1))
-        inner = (rng.random((count, len(runs), per_run)) * sizes[picked]).astype(np.int64)
-        chunks.append(np.median(padded[picked, inner].reshape(count, -1), axis=1))
-    return np.concatenate(chunks)
-
-
-def _summary_interval(ok_b: list[dict], ok_c: list[dict], confidence: float):
-    """Ratio of medians, normal-approximation interval from each run's spread; None bounds if unknown."""
+def _summary_interval(ok_b: list[dict], ok_c: list[dict], confidence: float) -> dict:
+    """From each run's summary: the medians if every row has one, else the averages (phone builds that
+    print no percentiles); a normal-approximation interval from each run's spread, None bounds if unknown."""
+    rows = ok_b + ok_c
+    if all(row["median_us"] is not None for row in rows):
+        statistic, key, factor = "median", "median_us", _MEDIAN_SE_FACTOR
+    elif all(_mean(row) is not None for row in rows):
+        statistic, key, factor = "mean", None, 1.0
+    else:
+        return {"ratio": None, "low": None, "high": None, "method": "none", "statistic": None,
+                "figures": (None, None)}
     sides = []
-    for rows in (ok_b, ok_c):
-        logs = np.log([row["median_us"] for row in rows])
-        spreads = [(row["std_us"] / row["mean_us"]) ** 2 / row["count"] * _MEDIAN_SE_FACTOR ** 2
-                   for row in rows
-                   if row["std_us"] is not None and row["mean_us"] and (row["count"] or 0) > 1]
-        between = float(np.var(logs, ddof=1)) / len(rows) if len(rows) > 1 else 0.0
-        variance = float(np.mean(spreads)) / len(rows) + between if len(spreads) == len(rows) else None
+    for side in (ok_b, ok_c):
+        logs = np.log([row[key] if key else _mean(row) for row in side])
+        spreads = [(row["std_us"] / _mean(row)) ** 2 / row["count"] * factor ** 2 for row in side
+                   if row["std_us"] is not None and _mean(row) and (row["count"] or 0) > 1]
+        between = float(np.var(logs, ddof=1)) / len(side) if len(side) > 1 else 0.0
+        variance = float(np.mean(spreads)) / len(side) + between if len(spreads) == len(side) else None
         sides.append((float(np.mean(logs)), variance))
     ratio = math.exp(sides[1][0] - sides[0][0])
-    medians = (math.exp(sides[0][0]), math.exp(sides[1][0]))  # geometric mean of the runs' medians
-    if sides[0][1] is None or sides[1][1] is None:
-        return ratio, None, None, "medians only", medians
-    half = NormalDist().inv_cdf(1 - (1 - confidence) / 2) * math.sqrt(sides[0][1] + sides[1][1])
-    return (ratio, ratio * math.exp(-half), ratio * math.exp(half), "summary (std, count), normal approx.",
-            medians)
+    figures = (math.exp(sides[0][0]), math.exp(sides[1][0]))  # geometric mean of the runs' figures
+    found = {"ratio": ratio, "low": None, "high": None, "method": f"{statistic}s only",
+             "statistic": statistic, "figures": figures}
+    if sides[0][1] is not None and sides[1][1] is not None:
+        half = NormalDist().inv_cdf(1 - (1 - confidence) / 2) * math.sqrt(sides[0][1] + sides[1][1])
+        found.update(low=ratio * math.exp(-half), high=ratio * math.exp(half),
+                     method=f"summary of {statistic}s (std, count), normal approx.")
+    return found
+
+
+def _mean(row: Mapping[str, Any]) -> float | None:
+    value = row.get("mean_us")
+    value = row.get("avg_us") if value is None else value
+    return None if value is None or not math.isfinite(value) or value <= 0 else float(value)
 
 
 def _runs(frame: pd.DataFrame) -> list[dict]:

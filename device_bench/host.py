@@ -108,7 +108,21 @@ def run_worker(model: Path, threads: int, params: HostParams, inputs: list[list[
     """
     extra = {} if inputs is None else {"inputs": inputs}
     payload = json.dumps({"model": str(model), "threads": threads, **asdict(params), **extra})
-    timeout_s = params.max_secs * 2 + params.warmup_min_secs + 120
+    return _spawn_worker(payload, params.max_secs * 2 + params.warmup_min_secs + 120)
+
+
+def run_pair_worker(model_a: Path, model_b: Path, threads: int, params: HostParams, seed: int,
+                    instances: int = 1, block: int = 1) -> dict:
+    """One fresh process timing A and B interleaved in random order (``host_worker.measure_pairs``).
+
+    ``params.runs`` counts pairs. Returns the worker's JSON: ``a_us``, ``b_us`` (paired), ``a_first``.
+    """
+    payload = json.dumps({"pair": [str(model_a), str(model_b)], "threads": threads, "seed": seed,
+                          "instances": instances, "block": block, **asdict(params)})
+    return _spawn_worker(payload, params.max_secs * 2 + params.warmup_min_secs + 120)
+
+
+def _spawn_worker(payload: str, timeout_s: float) -> dict:
     try:
         done = subprocess.run([sys.executable, "-m", "device_bench.host_worker", payload],
                               capture_output=True, text=True, timeout=timeout_s,

@@ -160,6 +160,62 @@ def _boot_medians(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> 
     return np.concatenate(chunks)
 
 
+def run_level_ratio_ci(a_runs: Sequence[Sequence[float]], b_runs: Sequence[Sequence[float]],
+                       confidence: float = 0.95, n_boot: int = 2000,
+                       seed: int = 0) -> tuple[float, float, float]:
+    """Ratio of medians of the pooled samples, B over A, with a two-level bootstrap interval.
+
+    Each resample draws as many processes as each side has (with replacement), then from each drawn
+    process as many runs as the side's median process holds (with replacement), and takes the median, so
+    the spread between processes enters the interval.
+
+    Args:
+        a_runs: baseline samples, one sequence per process (finite, >= 0, non-empty each).
+        b_runs: candidate samples, same rules.
+        confidence: two-sided coverage in (0, 1).
+        n_boot: bootstrap resamples (>= 100).
+        seed: seed of ``numpy.random.default_rng``.
+
+    Returns:
+        ``(ratio, low, high)``.
+
+    Raises:
+        StatsError: for empty or invalid samples, or a zero baseline median.
+    """
+    if not a_runs or not b_runs:
+        raise StatsError("each side needs at least one process of samples")
+    sides = [[_as_samples(run, name) for run in side]
+             for name, side in (("a_runs", a_runs), ("b_runs", b_runs))]
+    _check_confidence(confidence)
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 100:
+        raise StatsError(f"n_boot must be an integer >= 100, received n_boot={n_boot!r}")
+    rng = np.random.default_rng(seed)
+    boot_a, boot_b = (_two_level_medians(side, int(n_boot), rng) for side in sides)
+    point_a, point_b = (float(np.median(np.concatenate(side))) for side in sides)
+    if point_a <= 0 or np.any(boot_a <= 0):
+        raise StatsError("the baseline median (or a resample of it) is 0, so the ratio is undefined")
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(boot_b / boot_a, [tail, 1 - tail], method="linear")
+    return point_b / point_a, float(low), float(high)
+
+
+def _two_level_medians(runs: list[np.ndarray], n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Medians of ``n_boot`` two-level resamples (processes, then runs inside each), in bounded chunks."""
+    sizes = np.array([run.size for run in runs])
+    per_run = int(np.median(sizes))
+    padded = np.zeros((len(runs), sizes.max()))
+    for index, run in enumerate(runs):
+        padded[index, :run.size] = run
+    rows = max(1, _MAX_BOOT_CELLS // (len(runs) * per_run))
+    chunks = []
+    for start in range(0, n_boot, rows):
+        count = min(rows, n_boot - start)
+        picked = rng.integers(0, len(runs), size=(count, len(runs), 1))
+        inner = (rng.random((count, len(runs), per_run)) * sizes[picked]).astype(np.int64)
+        chunks.append(np.median(padded[picked, inner].reshape(count, -1), axis=1))
+    return np.concatenate(chunks)
+
+
 def verdict(ratio: float, low: float, high: float, threshold: float = 0.05,
             max_width: float | None = None) -> str:
     """Classifies a latency ratio (candidate / baseline) and its interval.

@@ -245,7 +245,11 @@ class ResultStore:
         if pd.isna(ref):
             raise StoreError(f"row {row_key(row)!r} of run {run_id!r} has no samples")
         file_name, _, key = str(ref).partition("#")
-        path = self._run_dirs.get(run_id, self.root / str(run_id)) / file_name
+        run_dir = self._run_dirs.get(run_id, self.root / str(run_id))
+        path = run_dir / file_name
+        if not path.resolve().is_relative_to(run_dir.resolve()):
+            raise StoreError(f"row {row_key(row)!r} of run {run_id!r}: samples_file {str(ref)!r} leaves "
+                             f"the run folder {run_dir}: refused")
         try:
             return [float(value) for value in json.loads(path.read_text(encoding="utf-8"))[key]]
         except (OSError, ValueError, KeyError, TypeError) as exc:

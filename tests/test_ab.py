@@ -6,26 +6,18 @@ import numpy as np
 import pytest
 
 from device_bench import stats
-from device_bench.ab import (ABError, ABSettings, Measurement, paired_ratio_ci, round_orders, run_ab,
-                             signed_rank_lower_index)
-from export.pipeline import ExportRequest, export
-from export.quantization import Quant
+from device_bench.ab import (
+    ABError,
+    ABSettings,
+    Measurement,
+    paired_ratio_ci,
+    round_orders,
+    run_ab,
+    signed_rank_lower_index,
+)
 from mnbench.report.markdown import ab_markdown
-from mobilenets_tf import configure
 
 from .test_compare import run
-
-
-@pytest.fixture(scope="module")
-def small_and_big(tmp_path_factory):
-    """A tiny model and one with ~4.9x its Mult-Adds (measured ~2.5x slower on one x86 core)."""
-    out = tmp_path_factory.mktemp("ab_models")
-    paths = []
-    for alpha, resolution in ((0.35, 64), (1.0, 96)):
-        record = export(ExportRequest(configure("v3-small", alpha, resolution), Quant.FP32, calib_samples=4,
-                                      verify=False), out)
-        paths.append(out / record["file"])
-    return paths
 
 
 def fake_runner(scale_b=1.0, jitter=0.0, seed=0):
@@ -103,7 +95,8 @@ def test_phone_target_without_runner_and_bad_settings(small_and_big, tmp_path):
 
 def test_ab_cli_four_times_the_work_is_a_regression(small_and_big):
     small, big = map(str, small_and_big)
-    code, out, err = run("ab", small, big, "--rounds", "6", "--min-secs", "0.05", "--runs", "10", "--json")
+    code, out, err = run("ab", small, big, "--engine", "rounds", "--rounds", "6", "--min-secs", "0.05",
+                         "--runs", "10", "--json")
     data = json.loads(out)
     assert code == 1 and "latency gate failed" in err and err.count("\n") == 1
     assert data["verdict"] == "regression" and data["ci_low"] > 1.05
@@ -116,8 +109,8 @@ def test_ab_cli_human_output_markdown_and_fail_on_never(small_and_big, tmp_path,
     summary = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     small, big = map(str, small_and_big)
-    code, out, err = run("ab", big, small, "--rounds", "6", "--min-secs", "0.05", "--runs", "10", "--fail-on",
-                         "never", "--markdown", str(tmp_path / "ab.md"))
+    code, out, err = run("ab", big, small, "--engine", "rounds", "--rounds", "6", "--min-secs", "0.05",
+                         "--runs", "10", "--fail-on", "never", "--markdown", str(tmp_path / "ab.md"))
     assert code == 0 and err == "" and "B/A = " in out and "improvement" in out
     text = (tmp_path / "ab.md").read_text()
     assert text.startswith("### A/B latency") and "| 6 | BA |" in text and summary.read_text() == text
@@ -128,7 +121,8 @@ def test_ab_bad_input_is_one_line_exit_2(small_and_big, tmp_path):
     truncated.write_bytes(small_and_big[0].read_bytes()[:2000])
     cases = [([str(tmp_path / "missing.tflite"), str(small_and_big[0])], "does not exist"),
              ([str(truncated), str(small_and_big[0])], "LiteRT cannot load"),
-             ([str(small_and_big[0])] * 2 + ["--target", "8A1X0"], "not implemented yet"),
+             ([str(small_and_big[0])] * 2 + ["--engine", "rounds", "--target", "8A1X0"],
+              "not implemented yet"),
              ([str(small_and_big[0])] * 2 + ["--rounds", "3"], "3 is not in the range")]
     for args, message in cases:
         code, out, err = run("ab", *args)

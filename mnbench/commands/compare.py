@@ -133,46 +133,79 @@ def _print_comparison(result) -> None:
 @click.command()
 @click.argument("model_a", type=click.Path(path_type=Path))
 @click.argument("model_b", type=click.Path(path_type=Path))
-@click.option("--target", default="host", show_default=True, help="'host', or a phone serial (not yet).")
+@click.option("--target", default="host", show_default=True,
+              help="'host', or a phone serial (interleaved engine: benchmark_model runs of A and B in random "
+                   "order, stored under --results).")
+@click.option("--benchmark-binary", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="Phone target: your benchmark_model build (default: Google's prebuilt).")
+@click.option("--results", "results_dir", type=click.Path(path_type=Path), default=Path("results/runs"),
+              show_default=True, help="Phone target: store folder for the runs.")
+@click.option("--engine", type=click.Choice(["interleaved", "rounds"]), default="interleaved",
+              show_default=True,
+              help="'interleaved': A and B alternated at random inside fresh processes, sampling until the "
+                   "interval decides or --max-secs run out; 'rounds': the former fixed rounds of two "
+                   "processes.")
+@click.option("--max-secs", type=click.FloatRange(min=0, min_open=True), default=60, show_default=True,
+              help="Time budget of the interleaved engine; undecided after it: 'noisy'.")
+@click.option("--seed", type=int, help="Seed of the interleaved engine's random orders (default: random).")
 @click.option("--rounds", type=click.IntRange(min=6), default=10, show_default=True,
-              help="Rounds of A and B, each in a fresh process, order alternating AB, BA, ...")
+              help="Rounds engine: rounds of A and B, each in a fresh process, order alternating AB, BA, ...")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="Interpreter threads.")
 @click.option("--threshold", type=Fraction(), default="5%", show_default=True, help="Change that counts.")
 @click.option("--confidence", type=click.FloatRange(0.5, 1, max_open=True), default=0.95, show_default=True)
-@click.option("--runs", type=click.IntRange(min=1), default=20, show_default=True,
-              help="Minimum timed runs per process.")
-@click.option("--min-secs", type=click.FloatRange(min=0), default=0.3, show_default=True,
-              help="Minimum seconds of timed runs per process.")
-@click.option("--warmup", type=click.IntRange(min=0), default=1, show_default=True,
-              help="Warm-up runs per process.")
+@click.option("--runs", type=click.IntRange(min=1),
+              help="Minimum timed runs (interleaved: pairs) per process [rounds: 20, interleaved: 40].")
+@click.option("--min-secs", type=click.FloatRange(min=0),
+              help="Minimum seconds of timed runs per process [rounds: 0.3, interleaved: 1.0].")
+@click.option("--warmup", type=click.IntRange(min=0),
+              help="Warm-up runs per process [rounds: 1, interleaved: 3].")
 @click.option("--no-xnnpack", is_flag=True, help="Plain TFLite kernels instead of the XNNPACK delegate.")
 @click.option("--fail-on", type=FAIL_ON, default="regression", show_default=True,
               help="Exit 1 on a regression; 'noisy' also when undecided; 'never'.")
 @click.option("--markdown", "markdown_file", type=click.Path(path_type=Path, allow_dash=True),
               help="Write the Markdown section here ('-': stdout).")
 @click.option("--json", "as_json", is_flag=True,
-              help="Print a JSON object (verdict, ratio, ci_low, ci_high, rounds, ...).")
-def ab(model_a, model_b, target, rounds, threads, threshold, confidence, runs, min_secs, warmup, no_xnnpack,
-       fail_on, markdown_file, as_json) -> None:
+              help="Print a JSON object (verdict, ratio, ci_low, ci_high, processes or rounds, ...).")
+def ab(model_a, model_b, target, benchmark_binary, results_dir, engine, max_secs, seed, rounds, threads,
+       threshold, confidence, runs, min_secs, warmup, no_xnnpack, fail_on, markdown_file, as_json) -> None:
     """Interleaved A/B latency test of MODEL_B against MODEL_A on one target; reports B/A."""
+    from dataclasses import replace
+
     from tqdm import tqdm
 
     from device_bench import ab as abtest
-    from device_bench.host import HostParams
+    from device_bench import interleave
 
-    from ..report.markdown import ab_markdown
+    from ..report.markdown import ab_markdown, gate_markdown
 
-    params = HostParams(runs=runs, min_secs=min_secs, warmup=warmup,
-                        warmup_min_secs=abtest.AB_PARAMS.warmup_min_secs, xnnpack=not no_xnnpack)
-    settings = abtest.ABSettings(rounds, threads, threshold, confidence, params)
-    with tqdm(total=rounds, desc="ab", unit="round", disable=as_json or None, leave=False) as bar:
-        result = abtest.run_ab(model_a, model_b, settings, target, on_round=lambda item: bar.update())
-    _write_markdown(ab_markdown(result), markdown_file)
+    defaults = interleave.PAIR_PARAMS if engine == "interleaved" else abtest.AB_PARAMS
+    given = {"runs": runs, "min_secs": min_secs, "warmup": warmup}
+    params = replace(defaults, xnnpack=not no_xnnpack, **{k: v for k, v in given.items() if v is not None})
+    if engine == "interleaved":
+        settings = interleave.GateSettings(threshold, confidence, max_secs, threads, params, seed)
+        runner = None
+        if target != "host":
+            from device_bench.android_run import BenchSettings
+
+            phone = BenchSettings(**{key: value for key, value in (
+                ("num_runs", runs), ("min_secs", min_secs), ("warmup_runs", warmup)) if value is not None})
+            runner = interleave.phone_pair_runner(target, "cpu" if no_xnnpack else "xnnpack", phone,
+                                                  benchmark_binary, results_dir)
+        with tqdm(total=None, desc="ab", unit="process", disable=as_json or None, leave=False) as bar:
+            result = interleave.run_gate(model_a, model_b, settings, target, runner=runner,
+                                         on_process=lambda item, interval: bar.update())
+        markdown, printer = gate_markdown(result), _print_gate
+    else:
+        settings = abtest.ABSettings(rounds, threads, threshold, confidence, params)
+        with tqdm(total=rounds, desc="ab", unit="round", disable=as_json or None, leave=False) as bar:
+            result = abtest.run_ab(model_a, model_b, settings, target, on_round=lambda item: bar.update())
+        markdown, printer = ab_markdown(result), _print_ab
+    _write_markdown(markdown, markdown_file)
     if as_json:
         echo_json(result.as_dict())
     elif str(markdown_file) != "-":
-        _print_ab(result)
+        printer(result)
     from device_bench.compare import FAILING, GateFailed
 
     if result.verdict in FAILING[fail_on]:
@@ -180,17 +213,37 @@ def ab(model_a, model_b, target, rounds, threads, threshold, confidence, runs, m
                          f"({result.ci_low:.3f}-{result.ci_high:.3f}) is {result.verdict}")
 
 
-def _print_ab(result) -> None:
+def _print_header(result) -> None:
     click.echo(f"A  {result.model_a}  sha256 {str(result.sha256_a)[:12]}")
     click.echo(f"B  {result.model_b}  sha256 {str(result.sha256_b)[:12]}")
     desc = result.target_desc
     click.echo(f"{result.target} ({desc.get('cpu', '')}, {desc.get('cores', '?')} cores), {result.runtime}, "
                f"{result.threads} thread(s), {result.delegate}\n")
+
+
+def _print_ab(result) -> None:
+    _print_header(result)
     click.echo(format_table(["round", "order", "A median ms", "B median ms", "B/A"],
                             [[r.index, r.order, _ms(r.a_median_us), _ms(r.b_median_us), round(r.ratio, 4)]
                              for r in result.rounds]))
     click.echo(f"\nB/A = {result.ratio:.3f}  ({result.confidence:.0%} interval {result.ci_low:.3f}-"
                f"{result.ci_high:.3f}, threshold ±{result.threshold:.0%}): {result.verdict}")
+
+
+def _print_gate(result) -> None:
+    _print_header(result)
+    click.echo(format_table(["process", "pairs", "A median ms", "B median ms", "B/A", "s", "heavy load"],
+                            [[p.index, p.pairs, _ms(p.a_median_us), _ms(p.b_median_us), round(p.ratio, 4),
+                              round(p.seconds, 1), p.heavy or ""] for p in result.processes]))
+    within = result.within_process
+    bounds = f"{within['ci_low']:.3f}-{within['ci_high']:.3f}, " if within['ci_low'] else ""
+    click.echo(f"\ninside processes (pairs pooled, for diagnosis): B/A = {within['ratio']:.3f} "
+               f"({bounds}{within['pairs']} pairs)")
+    click.echo(f"B/A = {result.ratio:.3f}  ({result.confidence:.0%} sequential interval {result.ci_low:.3f}-"
+               f"{result.ci_high:.3f} after {len(result.processes)} processes, {result.seconds:.0f} s; "
+               f"threshold ±{result.threshold:.0%}): {result.verdict}")
+    if result.why:
+        click.echo(f"why noisy: {result.why}")
 
 
 @click.command()

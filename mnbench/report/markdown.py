@@ -86,6 +86,32 @@ def ab_markdown(result: ABResult) -> str:
     return "\n".join(lines) + "\n"
 
 
+def gate_markdown(result) -> str:
+    """A section for one interleaved A/B test (``device_bench.interleave.GateResult``)."""
+    desc = result.target_desc
+    where = result.target if result.target != "host" else \
+        f"host ({desc.get('cpu')}, {desc.get('cores')} cores)"
+    same = result.sha256_a is not None and result.sha256_a == result.sha256_b
+    within = result.within_process
+    lines = [f"### A/B latency: `{result.model_b}` against `{result.model_a}`", "",
+             f"{MARKS.get(result.verdict, '')} **{result.verdict}**: B/A = {result.ratio:.3f} "
+             f"({result.confidence:.0%} sequential interval {result.ci_low:.3f}–{result.ci_high:.3f}; "
+             f"threshold ±{result.threshold:.0%})" + (f". Why noisy: {result.why}" if result.why else ""), "",
+             f"A: `{result.model_a}` (sha256 `{str(result.sha256_a)[:12]}`); B: `{result.model_b}` (sha256 "
+             f"`{str(result.sha256_b)[:12]}`)" + (", the same file: an A/A test" if same else "") + ".", "",
+             f"{len(result.processes)} fresh processes in {result.seconds:.0f} s (budget "
+             f"{result.max_secs:.0f} s), A and B alternated at random inside each; {where}, "
+             f"{result.runtime}, {result.threads} thread(s), {result.delegate}. Between processes B/A "
+             f"varies by "
+             f"{result.spread:.1%}; inside them (all {within['pairs']} pairs pooled, which ignores that) "
+             f"B/A = {within['ratio']:.3f}.", ""]
+    rows = [[item.index, item.pairs, _ms(item.a_median_us), _ms(item.b_median_us), _num(item.ratio),
+             f"{item.seconds:.1f}", item.heavy or ""] for item in result.processes]
+    lines.append(markdown_table(["process", "pairs", "A median ms", "B median ms", "B/A", "s", "heavy load"],
+                                rows, right={0, 1, 2, 3, 4, 5}))
+    return "\n".join(lines) + "\n"
+
+
 def append_step_summary(text: str, environ: Mapping[str, str] = os.environ) -> Path | None:
     """Appends ``text`` to the file named by ``$GITHUB_STEP_SUMMARY``; returns it, or None when unset.
 
