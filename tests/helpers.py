@@ -1,6 +1,19 @@
 """Shared test helpers."""
 
+import contextlib
+import io
+
 import numpy as np
+
+from mnbench.cli import main
+
+
+def run_cli(*args) -> tuple[int, str, str]:
+    """``mnbench ARGS`` in this process through the real entry point: (exit status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(arg) for arg in args])
+    return code, out.getvalue(), err.getvalue()
 
 
 def randomize(model, seed=0, scale=0.1):

@@ -8,8 +8,6 @@ temporary folder holding the session's test key.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -23,10 +21,10 @@ import mnbench.commands
 from device_bench.binary import litert_release
 from device_bench.parser import parse_log
 from device_bench.store import ResultStore
-from mnbench.cli import main
 from mnbench.commands.device import device, devices, parse
 from tests.loopback_adb.fixtures import FAKE_BENCHMARK
 from tests.test_device_run import mode_binary, tiny_model
+from tests.helpers import run_cli as run
 
 pytestmark = pytest.mark.timeout(60)
 SHARED_LOGS = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "benchmark_logs"
@@ -67,13 +65,6 @@ INFO: \t                  MEAN\t        1\t     0.154\t     1.808%\t   100.000%\
 INFO:
 INFO: Timings (microseconds): count=117 first=8402 curr=8455 min=8301 max=9011 avg=8497 std=118
 """
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(arg) for arg in args])
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import io
 import json
 import logging
 import os
@@ -28,9 +27,9 @@ import numpy as np
 import pytest
 
 from device_bench.store import ResultStore
-from mnbench.cli import main
 from tests.loopback_adb.fixtures import pids_with, wait_until_no_process
 from tests.test_device_run import mode_binary, tiny_model
+from tests.helpers import run_cli as cli
 
 pytestmark = pytest.mark.timeout(180)
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -50,14 +49,6 @@ class Fault:
 
 
 # ------------------------------------------------------------------------------------------- helpers
-def cli(*args) -> tuple[int, str, str]:
-    """``mnbench ARGS`` in this process: (exit status, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(arg) for arg in args])
-    return code, out.getvalue(), err.getvalue()
-
-
 def one_line_error(code: int, err: str, expected_code: int, *fragments: str) -> None:
     assert code == expected_code, err
     assert err.startswith("mnbench: error: ") and err.count("\n") == 1, err

@@ -4,8 +4,6 @@ mid-run; Ctrl-C mid-matrix; two mnbench processes on one phone; serials, labels 
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -23,12 +21,12 @@ from device_bench.adb_server import AdbServer, server_address
 from device_bench.lab import DeviceSpec, parse_server, parse_spec
 from device_bench.phone_lock import LOCK_DIR
 from device_bench.store import ResultStore
-from mnbench.cli import main
 from device_bench.errors import BenchError
 from mnbench.commands.device import device, devices
 from tests.loopback_adb.fixtures import FAKE_BENCHMARK, REPO_ROOT
 from tests.loopback_adb.lab import Lab, start_lab
 from tests.test_device_run import tiny_model
+from tests.helpers import run_cli as run
 
 pytestmark = [pytest.mark.timeout(120)]
 FAST = ["--runs", "3", "--min-secs", "0", "--cooldown-max-wait", "0", "--benchmark-binary", FAKE_BENCHMARK]
@@ -53,13 +51,6 @@ def device_commands(monkeypatch, adb_home):
 @pytest.fixture
 def models(tmp_path) -> list[Path]:
     return [tiny_model(tmp_path / "models" / f"m{index}.tflite") for index in range(2)]
-
-
-def run(*args) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(arg) for arg in args])
-    return code, out.getvalue(), err.getvalue()
 
 
 def spawn(*args) -> subprocess.Popen:
