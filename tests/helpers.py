@@ -2,6 +2,7 @@
 
 import contextlib
 import io
+import signal
 
 import numpy as np
 
@@ -38,3 +39,9 @@ def images(version, count=2, resolution=224, seed=1):
     rng = np.random.default_rng(seed)
     x = rng.uniform(0.0, 1.0, (count, resolution, resolution, 3)).astype("float32")
     return x * 255.0 if version.startswith("v3") else x * 2.0 - 1.0
+
+
+def sigint_as_ctrl_c() -> None:
+    """``preexec_fn`` for a child that a test interrupts: Ctrl-C's default action even when the test runner
+    was started in the background by a non-interactive shell, which leaves SIGINT ignored in its children."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

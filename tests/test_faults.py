@@ -29,7 +29,7 @@ import pytest
 from device_bench.store import ResultStore
 from tests.loopback_adb.fixtures import pids_with, wait_until_no_process
 from tests.test_device_run import mode_binary, tiny_model
-from tests.helpers import run_cli as cli
+from tests.helpers import sigint_as_ctrl_c, run_cli as cli
 
 pytestmark = pytest.mark.timeout(180)
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +61,7 @@ def start(args: list, cwd: Path, log: Path) -> subprocess.Popen:
     """``python -m mnbench.cli ARGS`` as a subprocess of its own, stderr to ``log``."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
     return subprocess.Popen([sys.executable, "-m", "mnbench.cli", *map(str, args)], cwd=cwd, env=env,
-                            stdout=subprocess.DEVNULL, stderr=log.open("w"))
+                            preexec_fn=sigint_as_ctrl_c, stdout=subprocess.DEVNULL, stderr=log.open("w"))
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:

@@ -26,7 +26,7 @@ from mnbench.commands.device import device, devices
 from tests.loopback_adb.fixtures import FAKE_BENCHMARK, REPO_ROOT
 from tests.loopback_adb.lab import Lab, start_lab
 from tests.test_device_run import tiny_model
-from tests.helpers import run_cli as run
+from tests.helpers import sigint_as_ctrl_c, run_cli as run
 
 pytestmark = [pytest.mark.timeout(120)]
 FAST = ["--runs", "3", "--min-secs", "0", "--cooldown-max-wait", "0", "--benchmark-binary", FAKE_BENCHMARK]
@@ -57,8 +57,8 @@ def spawn(*args) -> subprocess.Popen:
     """``mnbench`` in its own process (as two CI jobs or a user at a terminal would run it)."""
     path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
     return subprocess.Popen([sys.executable, "-m", "mnbench.cli", *map(str, args)], cwd=REPO_ROOT,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONPATH": path})
+                            preexec_fn=sigint_as_ctrl_c, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": path})
 
 
 def spans(phone) -> list[dict]:
