@@ -21,7 +21,6 @@ from typing import Any, Callable, TypeVar
 
 from adb_shell import exceptions as adb_exc
 from adb_shell.adb_device import AdbDevice
-from adb_shell.auth.keygen import keygen
 from adb_shell.auth.sign_pythonrsa import PythonRSASigner
 from adb_shell.transport.base_transport import BaseTransport
 
@@ -63,8 +62,7 @@ def load_signers(key_path: Path | None = None) -> list[PythonRSASigner]:
     if not key_path.exists():
         key_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         logger.info("creating ADB key pair %s(.pub)", key_path)
-        keygen(str(key_path))
-        key_path.chmod(0o600)
+        _create_key_pair(key_path)
     elif not Path(f"{key_path}.pub").exists():
         from adb_shell.auth.keygen import write_public_keyfile
 
@@ -79,6 +77,31 @@ def load_signers(key_path: Path | None = None) -> list[PythonRSASigner]:
             except (OSError, ValueError) as error:
                 logger.warning("ignoring ADB_VENDOR_KEYS entry %s: %s", candidate, error)
     return signers
+
+
+def _create_key_pair(key_path: Path) -> None:
+    """Write ``adbkey`` (mode 0600 from its first byte, whatever the umask) and ``adbkey.pub``, each under a
+    temporary name renamed into place, so no other user can ever read the private key."""
+    from adb_shell.auth.keygen import write_public_keyfile
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)  # as adb_shell's keygen
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    temp = key_path.with_name(f".{key_path.name}.{os.getpid()}.partial")
+    temp_pub = Path(f"{temp}.pub")
+    try:
+        handle = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(handle, "wb") as file:
+            os.fchmod(file.fileno(), 0o600)  # O_CREAT's mode is already 0600 minus the umask; make it exact
+            file.write(pem)
+        write_public_keyfile(str(temp), str(temp_pub))
+        os.replace(temp_pub, f"{key_path}.pub")
+        os.replace(temp, key_path)
+    finally:
+        temp.unlink(missing_ok=True)
+        temp_pub.unlink(missing_ok=True)
 
 
 class _PeerClosed(ConnectionError):

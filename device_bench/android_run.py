@@ -4,9 +4,10 @@
 * :func:`judge_run` turns the tool's exit status and output into ``(status, error, parsed, warnings)``. A run
   is ``failed`` when the tool exited non-zero (a signal is named: SIGSEGV for exit status 139), when its
   output is not benchmark_model output or the parser finds it failed or truncated, or when the requested
-  delegate silently fell back to the CPU (not applied, or applied to no node). A delegate that took only part
-  of the graph is a warning (the row measures that delegate on that model, with the rest on the CPU), or a
-  failure with ``strict_delegation``. An ``ok`` row also needs a run count and an average (``count``,
+  delegate silently fell back to the CPU (not applied, or applied to no node), or when the log names another
+  model or thread count than the run asked for. A delegate that took only part of the graph is a warning (the
+  row measures that delegate on that model, with the rest on the CPU), or a failure with
+  ``strict_delegation``. An ``ok`` row also needs a run count and an average (``count``,
   ``avg_us``); builds that print no ``median=`` (before percentiles, e.g. TF 2.0) are ``ok`` rows whose
   ``median_us`` is empty, which the results schema accepts.
 * :func:`result_row` fills exactly the results-store columns (``device_bench.store.COLUMNS``).
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from .delegates import DELEGATES
 from .errors import BenchError, ToolOutputParseError
-from .parser import parse_log
+from .parser import parse_last_run
 from .store import COLUMN_NAMES, utc_now
 
 DELEGATE_LOG_NAMES = {"xnnpack": "XNNPACK", "gpu": "GPU", "nnapi": "NNAPI"}  # as the parser names them
@@ -112,11 +113,16 @@ def benchmark_argv(binary: str, graph: str, threads: int, delegate: str,
     return argv + (["--enable_op_profiling=true"] if settings.op_profile else [])
 
 
-def judge_run(text: str, returncode: int, delegate: str,
-              strict_delegation: bool = False) -> tuple[str, str | None, dict | None, list[str]]:
-    """Verdict on a finished run: ``(status, error, parsed row or None, warnings)``."""
+def judge_run(text: str, returncode: int, delegate: str, strict_delegation: bool = False, *,
+              graph: str | None = None, threads: int | None = None
+              ) -> tuple[str, str | None, dict | None, list[str]]:
+    """Verdict on a finished run: ``(status, error, parsed row or None, warnings)``.
+
+    ``graph`` and ``threads`` are what was asked for: a log that names another model or thread count is
+    another run's log and fails.
+    """
     try:
-        parsed = parse_log(text)[-1]
+        parsed = parse_last_run(text)
     except ToolOutputParseError:
         parsed = None
     warnings = list(parsed["warnings"]) if parsed else []
@@ -130,8 +136,18 @@ def judge_run(text: str, returncode: int, delegate: str,
         warnings += delegation_warnings
         if error is None and (parsed["count"] is None or parsed["avg_us"] is None):
             error = "the log gives no run count or average latency"
+        error = error or _mismatch(parsed, graph, threads)
         causes += [error] if error else []
     return ("failed", ": ".join(causes), parsed, warnings) if causes else ("ok", None, parsed, warnings)
+
+
+def _mismatch(parsed: dict, graph: str | None, threads: int | None) -> str | None:
+    """Why the log is not the requested run's: it names another model or thread count."""
+    if graph is not None and parsed["graph"] is not None and parsed["graph"] != graph:
+        return f"the log is another model's: it ran {parsed['graph']!r}, not {graph!r}"
+    if threads is not None and parsed["num_threads"] is not None and parsed["num_threads"] != threads:
+        return f"the log ran {parsed['num_threads']} threads, not the {threads} requested"
+    return None
 
 
 def exit_text(returncode: int) -> str:

@@ -5,7 +5,9 @@ its reason: a device that cannot be reached fails all of its runs, a model that 
 own runs, a run that crashes, hangs or loses the connection fails alone. After a connection error the device
 is probed once; if it does not answer, the remaining runs fail with that reason instead of each waiting for
 its own timeout. The per-run folder :func:`~device_bench.android_run.run_dir` is removed at the end, also
-after failures (a leftover benchmark process is killed first).
+after failures (a leftover benchmark process is killed first). Each result is handed to ``on_result`` as
+soon as it is recorded (the caller stores it). :meth:`DeviceSession.interrupt`, called from another thread
+after ``stop`` is set, kills the benchmark running now; that run fails as "interrupted".
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ class DeviceSession:
                  delegates: list[str], settings: BenchSettings, binary: BinaryChoice | None = None,
                  connect: Callable[[str], Transport] = open_transport, stop: threading.Event | None = None,
                  on_result: Callable[[RunResult], None] | None = None, target: str | None = None,
-                 about: dict | None = None) -> None:
+                 about: dict | None = None, model_problems: dict[str, str] | None = None) -> None:
         self.serial, self.run_id, self.settings, self.models = serial, run_id, settings, list(models)
         self.target = target or serial  # the rows' ``target``: HOST:PORT/SERIAL when a serial is ambiguous
         self.combos: list[Combo] = [(model, count, delegate) for model in models for count in threads
@@ -60,6 +62,8 @@ class DeviceSession:
         self.lock: PhoneLock | None = None
         self.stop = stop or threading.Event()
         self.on_result = on_result
+        self.model_problems = model_problems or {}  # model name -> why it is not run (checked on the host)
+        self.current: str | None = None  # the run in progress, for the interrupt message
         self.transport: Transport | None = None
         self.facts: DeviceFacts | None = None
         self.folder = run_dir(run_id)
@@ -113,6 +117,11 @@ class DeviceSession:
         if self.lost or self.stop.is_set():
             return
         remote = f"{self.folder}/{model.name}"
+        if model.name in self.model_problems:
+            for combo in self.combos:
+                if combo[0] is model:
+                    self._record(combo, "failed", self.model_problems[model.name], None, None, {})
+            return
         try:
             self.transport.push(model.path, remote)
         except BenchError as error:
@@ -147,18 +156,30 @@ class DeviceSession:
         log, returncode = None, None
         if not self._heartbeat():
             return
+        self.current = f"{model.name} threads={threads} {delegate}"
         try:
             completed = self.transport.shell(command, self.settings.run_timeout_s)
             log, returncode = completed.stdout + completed.stderr, completed.returncode
+            if self.stop.is_set() and returncode != 0:
+                raise _Interrupted
             status, error, parsed, warnings = judge_run(log, returncode, delegate,
-                                                        self.settings.strict_delegation)
+                                                        self.settings.strict_delegation, graph=remote,
+                                                        threads=threads)
         except CommandTimeout:
             status, error, parsed, warnings = "failed", (
                 f"timed out after {self.settings.run_timeout_s:g} s; benchmark_model was stopped"), None, []
             self._kill_leftovers()
+        except _Interrupted:
+            status, error, parsed, warnings = "failed", "interrupted (Ctrl-C): benchmark_model was stopped", \
+                None, []
         except BenchError as lost:
-            status, error, parsed, warnings = "failed", f"connection lost during the run: {lost}", None, []
-            self._probe(lost)
+            why = "interrupted (Ctrl-C) during the run" if self.stop.is_set() else \
+                "connection lost during the run"
+            status, error, parsed, warnings = "failed", f"{why}: {lost}", None, []
+            if not self.stop.is_set():
+                self._probe(lost)
+        finally:
+            self.current = None
         after = self._temperatures() if not self.lost else None
         desc.update(temperatures_after=after.as_dict() if after else None, exit_status=returncode,
                     **run_desc(parsed, notes + warnings))
@@ -214,13 +235,32 @@ class DeviceSession:
         except BenchError as probe:
             self.lost = f"device lost after: {error} (reconnecting failed: {probe})"
 
-    def _kill_leftovers(self) -> None:
+    def _kill_leftovers(self, transport: Transport | None = None) -> None:
         # The pattern matches the tool's "--graph=<run dir>/" argument but not this command's own text.
         pattern = "[-]-graph=" + self.folder.replace(".", "[.]") + "/"
         try:
-            self.transport.shell(f"pkill -KILL -f {join([pattern])} 2>/dev/null; true", PROBE_TIMEOUT_S)
+            (transport or self.transport).shell(f"pkill -KILL -f {join([pattern])} 2>/dev/null; true",
+                                                PROBE_TIMEOUT_S)
         except BenchError as error:
             logger.warning("%s: could not stop a leftover benchmark_model: %s", self.serial, error)
+
+    def interrupt(self) -> None:
+        """Stop the benchmark running now (called from another thread, after ``stop`` is set).
+
+        Uses a connection of its own: the worker's connection is busy waiting for the run to end.
+        """
+        if self.current is None:
+            return
+        try:
+            transport = self.connect(self.serial)
+        except BenchError as error:
+            logger.warning("%s: cannot reach the device to stop the running benchmark: %s", self.serial,
+                           error)
+            return
+        try:
+            self._kill_leftovers(transport)
+        finally:
+            transport.close()
 
     def _clean_up(self) -> None:
         try:
@@ -239,6 +279,7 @@ class DeviceSession:
                          delegate=delegate, status=status, error=error, parsed=parsed,
                          run_columns=self._columns, desc={})
         result = RunResult(row, raw, parsed, self.facts, desc)
+        self._describe(result)
         self.results[(model.name, threads, delegate)] = result
         if self.on_result is not None:
             self.on_result(result)
@@ -249,10 +290,17 @@ class DeviceSession:
         for combo in self.combos:
             if (combo[0].name, combo[1], combo[2]) not in self.results:
                 self._record(combo, "failed", reason, None, None, {})
-        facts = self.facts.as_dict() if self.facts else {"serial": self.serial}
         ordered = [self.results[(model.name, threads, delegate)] for model, threads, delegate in self.combos]
         for result in ordered:
-            desc = {**facts, **self.session_desc, "run": result.desc}
-            result.row["target_desc"] = json.dumps(desc, sort_keys=True, default=str)
+            self._describe(result)  # again: the session part now holds the clean-up
         return ordered
 
+    def _describe(self, result: RunResult) -> None:
+        """Write the row's target_desc: device facts, session (binary, clean-up) and run parts."""
+        facts = self.facts.as_dict() if self.facts else {"serial": self.serial}
+        desc = {**facts, **self.session_desc, "run": result.desc}
+        result.row["target_desc"] = json.dumps(desc, sort_keys=True, default=str)
+
+
+class _Interrupted(Exception):
+    """The run ended because the user pressed Ctrl-C and its benchmark was stopped."""

@@ -14,7 +14,8 @@ from typing import Any
 
 from .adb_direct import AdbDirectTransport
 from .adb_server import AdbServer, AdbServerTransport
-from .errors import AdbServerUnavailable, DeviceNotFound, DeviceOffline, DeviceUnauthorized
+from .errors import (AdbServerUnavailable, DeviceError, DeviceNotFound, DeviceOffline, DeviceUnauthorized,
+                     UnknownSerial)
 from .transport import DeviceEntry, Transport
 
 logger = logging.getLogger(__name__)
@@ -69,11 +70,18 @@ def open_transport(serial: str, *, server: AdbServer | None = None, **direct_opt
         try:
             return _direct_usb(serial, direct_options)
         except DeviceNotFound as error:
-            raise DeviceNotFound(f"{serial}: no adb server answers at {server.host}:{server.port}, and "
-                                 f"direct USB found nothing: {error}") from error
+            raise UnknownSerial(f"no adb server or USB phone has serial {serial!r}: no adb server answers at "
+                                f"{server.host}:{server.port}, and direct USB found nothing ({error}); "
+                                f"`mnbench devices` lists what is reachable") from error
+        except DeviceError as error:  # direct USB is not available here: we cannot look on USB at all
+            raise UnknownSerial(f"no adb server or USB phone has serial {serial!r}: no adb server answers at "
+                                f"{server.host}:{server.port} (start one with `adb start-server`), and "
+                                f"direct USB is unavailable here ({error}); `mnbench devices` lists what is "
+                                "reachable") from error
     known = ", ".join(f"{item.serial} ({item.state})" for item in listed) or "none"
-    raise DeviceNotFound(f"{serial}: not listed by the adb server at {server.host}:{server.port} "
-                         f"(it lists: {known})")
+    raise UnknownSerial(f"no adb server or USB phone has serial {serial!r}: the adb server at "
+                        f"{server.host}:{server.port} lists {known}; `mnbench devices` lists what is "
+                        "reachable")
 
 
 def _through_server(entry: DeviceEntry, server: AdbServer) -> Transport:

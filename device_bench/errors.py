@@ -32,6 +32,10 @@ class DeviceNotFound(DeviceError):
     """No device with that serial: not listed by the adb server, not reachable over TCP or USB."""
 
 
+class UnknownSerial(DeviceNotFound):
+    """No adb server and no USB phone has this serial: a typo or an unplugged phone (bad input: exit 2)."""
+
+
 class DeviceUnauthorized(DeviceError):
     """The device did not accept our RSA key (the "Allow USB debugging?" dialog was not confirmed)."""
 

@@ -1,24 +1,32 @@
 """The host target: benchmark .tflite models on this CPU with the LiteRT interpreter.
 
 Every (model, thread count) runs in a fresh worker process (``host_worker``), so one model cannot disturb
-another's timing or memory, and the parent's imports never share the measured process.
+another's timing or memory, and the parent's imports never share the measured process. Workers die with
+the parent (even a SIGKILLed one); rows are stored as each worker finishes.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .errors import BenchError
 
 from . import stats
 from .provenance import model_columns, run_columns
+
+if TYPE_CHECKING:
+    from .store import RunWriter
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 @dataclass(frozen=True)
@@ -117,7 +125,8 @@ def run_pair_worker(model_a: Path, model_b: Path, threads: int, params: HostPara
 def _spawn_worker(payload: str, timeout_s: float) -> dict:
     try:
         done = subprocess.run([sys.executable, "-m", "device_bench.host_worker", payload],
-                              capture_output=True, text=True, timeout=timeout_s)
+                              capture_output=True, text=True, timeout=timeout_s,
+                              preexec_fn=die_with_parent(os.getpid()))
     except subprocess.TimeoutExpired:
         return {"ok": False, "error": f"worker timed out after {timeout_s:.0f} s"}
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -125,6 +134,24 @@ def _spawn_worker(payload: str, timeout_s: float) -> dict:
         tail = " ".join(done.stderr.split())[-300:]
         return {"ok": False, "error": f"worker exited with status {done.returncode}: {tail}"}
     return json.loads(lines[-1])
+
+
+def die_with_parent(parent_pid: int) -> Callable[[], None]:
+    """A ``preexec_fn`` that makes the child die when this process dies, even by SIGKILL.
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, then a check that the parent did not die before the
+    prctl took effect. Elsewhere nothing is done (the worker's own timeout still bounds it).
+    """
+    def arm() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            return
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+    return arm if sys.platform.startswith("linux") else lambda: None
 
 
 def _checked_model(model: Path) -> dict:
@@ -150,31 +177,62 @@ def _row(model: Path, model_info: dict, threads: int, params: HostParams, result
             "warmup_avg_us": sum(warmup) / len(warmup), "mem_peak_mb": result["mem_peak_mb"]}
 
 
-def bench(models: list[Path], threads: list[int], params: HostParams, results_dir: Path | None,
-          on_result: Callable[[dict], None] | None = None) -> tuple[list[dict], Path | None]:
-    """Benchmark every model at every thread count; write one run to ``results_dir`` (None: do not store).
+@dataclass
+class BenchRun:
+    """What :func:`bench` measured: every row, where they are stored, and why storing failed (if it did)."""
 
-    Returns the rows (results schema) and the run folder.
+    rows: list[dict]
+    run_dir: Path | None
+    store_error: str | None = None
+
+
+def bench(models: list[Path], threads: list[int], params: HostParams, results_dir: Path | None,
+          on_result: Callable[[dict], None] | None = None) -> BenchRun:
+    """Benchmark every model at every thread count; store each row in ``results_dir`` as it is measured.
+
+    The store is checked before anything is measured; an interruption keeps the rows already measured. A
+    model is its path and content: the same file given twice is measured once, two different files with
+    one name are two models. A store that fails mid-run does not stop the measuring: the rows are returned
+    with ``store_error``.
+
+    Raises:
+        StoreError: ``results_dir`` cannot take results (before any measuring).
+        ModelFileError: a model is missing or LiteRT cannot load it (before any measuring).
     """
     # The store (pandas) is imported here, so timing a model (run_worker) needs only LiteRT and numpy.
-    from .store import ResultStore, row_key
+    from .store import ResultStore
 
     if any(t < 1 for t in threads):
         raise BenchError(f"threads must be >= 1, got {threads}")
-    infos = {model: _checked_model(model) for model in models}   # every file is checked before any timing
-    store = ResultStore(results_dir) if results_dir is not None else None
+    infos = {}
+    for model in models:   # every file is checked before any timing
+        info = _checked_model(model)
+        if not any(known["model_sha256"] == info["model_sha256"] and known["model"] == info["model"]
+                   for known in infos.values()):
+            infos[model] = info
     run_id = ResultStore.new_run_id()
+    writer = ResultStore(results_dir).writer(run_id) if results_dir is not None else None
     context = {**run_columns(), "run_id": run_id, "target": "host", "target_kind": "host",
                "target_desc": json.dumps(host_description(), sort_keys=True), "runtime": runtime_version()}
-    rows, samples = [], {}
-    for model in models:
+    done = BenchRun([], None)
+    for model, info in infos.items():
         for count in threads:
             result = run_worker(model, count, params)
-            row = _row(model, infos[model], count, params, result, context)
-            rows.append(row)
-            if result["ok"]:
-                samples[row_key(row)] = result["samples_us"]
+            row = _row(model, info, count, params, result, context)
+            done.rows.append(row)
+            if writer is not None and done.store_error is None:
+                done.run_dir, done.store_error = _stored(writer, row, result)
             if on_result:
                 on_result(row)
-    run_dir = store.write_run(run_id, rows, samples) if store is not None else None
-    return rows, run_dir
+    return done
+
+
+def _stored(writer: RunWriter, row: dict, result: dict) -> tuple[Path | None, str | None]:
+    from .store import row_key
+
+    samples = {row_key(row): result["samples_us"]} if result["ok"] else {}
+    try:
+        return writer.put([row], samples), None
+    except OSError as error:
+        return (writer.path if writer.stored else None,
+                f"cannot store results in {writer.path}: {error.strerror or error}")

@@ -92,8 +92,10 @@ def between(before: Snapshot, after: Snapshot) -> Noise:
             busy = (total - idle) / total
             steal = delta[7] / total
             tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-            busy_s = (total - idle - delta[7]) / tick
-            other = max(0.0, busy_s - (after.own_cpu_s - before.own_cpu_s)) / (seconds * cores)
+            # In jiffies on both sides: the machine's counters tick at 1/tick s, so over a short window
+            # a share of wall time could exceed 1; a share of the counted jiffies cannot.
+            own = (after.own_cpu_s - before.own_cpu_s) * tick
+            other = min(1.0, max(0.0, total - idle - delta[7] - own) / total)
     return Noise(seconds, load1, cores, busy, other, steal, _freq_mhz())
 
 

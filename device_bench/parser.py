@@ -10,6 +10,14 @@ Figures are copied from the text (ms times 1000); what the text does not say is 
 stops inside its last line, that line's last word is dropped when it holds a digit (it may be cut short).
 ``init_us``, ``first_us``, ``warmup_avg_us``, ``avg_us`` come from the summary line or LiteRT block, else
 from the ``count=`` lines; ``std_us`` to ``p95_us`` and ``count`` come from the timed ``count=`` line.
+
+Figures no real run can give fail the run with the reason ("impossible figures: ..."): a negative time, a
+count below 1, min <= p5 <= median <= p95 <= max broken, an average outside [min, max], or a ``count=``
+value that is not a plain ASCII number (float() would read full-width digits, inf and nan).
+
+Parsing takes time linear in the text: the log-prefix patterns are unambiguous (no two adjacent parts can
+match the same characters), prefixes are stripped at a moving position, and only the first
+:data:`MAX_LINE_CHARS` characters of a line are read (the tool's own lines are far shorter).
 """
 
 from __future__ import annotations
@@ -19,8 +27,8 @@ import re
 from decimal import Decimal
 from typing import NamedTuple
 
-from device_bench.op_profile import parse_op_profile
 from .errors import ToolOutputParseError
+from .op_profile import parse_op_profile
 
 ROW_KEYS = (
     "status", "error", "init_us", "first_us", "warmup_avg_us", "avg_us", "std_us", "min_us", "max_us",
@@ -29,22 +37,24 @@ ROW_KEYS = (
     "op_profile_nodes", "tool_format", "warnings",
 )
 
-_NUMBER_RE = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_NUMBER_RE = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?", re.ASCII)
 _LEVELS = {"I": "INFO", "W": "WARNING", "WARN": "WARNING", "E": "ERROR", "F": "FATAL", "V": "VERBOSE"}
-_PREFIX_RES = (
+_PREFIX_RES = (  # unambiguous patterns (no two adjacent parts can match the same text): linear time
     re.compile(r"(?P<level>INFO|VERBOSE|WARNING|WARN|ERROR|FATAL): ?"),
-    re.compile(r"(?P<level>[IWEFV])\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+:\d+\] ?"),  # absl
-    re.compile(r"\d\d-\d\d [\d:.]+\s+\d+\s+\d+\s+(?P<level>[VIWEF])\s+(?P<tag>[^:]*?)\s*: ?"),  # logcat
-    re.compile(r"(?P<level>[VIWEF])/(?P<tag>[^(:]*?)\s*\(\s*\d+\): ?"),  # logcat -v brief
-    re.compile(r"\[[^\]\s]+:\d+\] ?"),  # LiteRT's [file:line] tag
+    re.compile(r"(?P<level>[IWEFV])\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [^\s:]+:\d+\] ?", re.ASCII),  # absl
+    re.compile(r"\d\d-\d\d [\d:.]+\s+\d+\s+\d+\s+(?P<level>[VIWEF])\s(?P<tag>[^:]*): ?", re.ASCII),  # logcat
+    re.compile(r"(?P<level>[VIWEF])/(?P<tag>[^(:]*)\(\s*\d+\): ?", re.ASCII),  # logcat -v brief
+    re.compile(r"\[[^\]\s]+:\d+\] ?", re.ASCII),  # LiteRT's [file:line] tag
 )
+_SPACES_RE = re.compile(r"\s*")
+MAX_LINE_CHARS = 4096  # the tool's lines are short; longer ones are read only this far (bounds the work)
 _TOOL_TAGS = ("tflite", "litert")  # logcat tags of the tool; other apps' lines are noise
 _TOOL_LINE_RE = re.compile(
     r"STARTING!|(?:count|curr)=\d|Running benchmark for|Initialized session in|(?:Average )?[Ii]nference"
     r" timings|Loaded model |Loading model from:|Graph: \[|Num threads: \[|(?:Operator-wise )?Profiling Info"
     r" for|=+ (?:Run Order|Summary by node type|BENCHMARK RESULTS) =+|Benchmarking failed"
-    r"|Peak memory footprint \(MB\)|Memory footprint delta")
-_RUNNING_RE = re.compile(r"Running benchmark for (?:at least |max )?\d+ iterations")
+    r"|Peak memory footprint \(MB\)|Memory footprint delta", re.ASCII)
+_RUNNING_RE = re.compile(r"Running benchmark for (?:at least |max )?\d+ iterations", re.ASCII)
 _STAT_RE = re.compile(r"(?:count|curr)=")
 _FULL_STAT_ENDS = {"first": "std", "p5": "p95"}  # a whole count= line with the key has its partner
 _SUMMARY_RE = re.compile(r"(?P<old>Average )?[Ii]nference timings in us:(?P<rest>.*)")
@@ -52,7 +62,7 @@ _SUMMARY_KEYS = {"init": "init_us", "first inference": "first_us", "warmup (avg)
                  "warmup": "warmup_avg_us", "inference (avg)": "avg_us", "inference": "avg_us",
                  "no stats": "avg_us"}
 _LITERT_FIELD_RE = re.compile(
-    r"(?P<key>[A-Za-z][A-Za-z ()]*?):\s+(?P<value>\S+)(?: ms| MB)?(?: \((?P<runs>\d+) runs\))?$")
+    r"(?P<key>[A-Za-z][A-Za-z ()]*?):\s+(?P<value>\S+)(?: ms| MB)?(?: \((?P<runs>\d+) runs\))?$", re.ASCII)
 _LITERT_KEYS = {  # times in ms, "Inference (std)" too although it prints no unit
     "Model initialization": "init_us", "Warmup (first)": "first_us", "Warmup (avg)": "warmup_avg_us",
     "Inference (avg)": "avg_us", "Inference (min)": "min_us", "Inference (max)": "max_us",
@@ -62,14 +72,17 @@ _SESSION_RE = re.compile(r"Initialized session in (?P<ms>\S+?)ms\.?$")
 _MEMORY_RE = re.compile(
     r"(?P<kind>Peak memory footprint|Memory footprint delta from the start of the tool) \(MB\):(?P<rest>.*)")
 _PEAK_RE = re.compile(r"Overall peak memory footprint \(MB\) via periodic monitoring: (?P<value>\S+)")
-_PARAM_RES = {"num_threads": re.compile(r"(?:Num threads|#threads used for CPU inference): \[(-?\d+)\]$"),
+_PARAM_RES = {"num_threads": re.compile(r"(?:Num threads|#threads used for CPU inference): \[(-?\d+)\]$",
+                                        re.ASCII),
               "graph": re.compile(r"Graph: \[(.+)\]$|(?:Loaded model|Loading model from:) (.+)$")}
 _LITERT_MARK_RE = re.compile(r"BENCHMARK RESULTS|benchmark_litert_model|LiteRT environment")
 _REPLACING_RE = re.compile(
     r"Replacing (?P<nodes>\d+) (?:out of (?P<total>\d+) )?node\(s\) with delegate \((?P<name>[^)]*)\) node"
-    r"(?:, yielding (?P<parts>\d+) partitions?)?(?: for (?:subgraph (?P<subgraph>\d+)|the whole graph))?")
+    r"(?:, yielding (?P<parts>\d+) partitions?)?(?: for (?:subgraph (?P<subgraph>\d+)|the whole graph))?",
+    re.ASCII)
 _EXPLICIT_RE = re.compile(r"Explicitly applied (?P<name>\S+) delegate, and the model graph will be "
-                          r"(?P<how>\w+) executed by the delegate(?: w/ (?P<kernels>\d+) delegate kernels)?")
+                          r"(?P<how>\w+) executed by the delegate(?: w/ (?P<kernels>\d+) delegate kernels)?",
+                          re.ASCII)
 _UNUSED_RE = re.compile(r"Though (?P<name>\S+) delegate is explicitly applied, the model graph will not be")
 _XNNPACK_CREATED = "Created TensorFlow Lite XNNPACK delegate for CPU."
 _DEFAULT_FAILED = "Ignoring failed application of the default TensorFlow Lite delegate"
@@ -106,7 +119,15 @@ def split_runs(text: str) -> list[str]:
         The text of each invocation, in order; empty when there is no tool output.
     """
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    starts = [_run_start(text, match.start()) for match in re.finditer("STARTING!", text)]
+    starts, line_start = [], 0
+    for full_line in text.split("\n"):
+        line = full_line[:MAX_LINE_CHARS]  # what _lines reads of it
+        banner_at = line.find("STARTING!")
+        if banner_at >= 0:  # glued to a shell command: the run starts at the banner, else at its line
+            starts.append(line_start + (banner_at if _strip_prefixes(line[:banner_at])[1] else 0))
+        while (banner_at := line.find("STARTING!", banner_at + 1)) >= 0:
+            starts.append(line_start + banner_at)  # a later banner on the same line follows tool text
+        line_start += len(full_line) + 1
     bounds = starts + [len(text)]
     head, runs = text[:bounds[0]], [text[start:end] for start, end in zip(bounds, bounds[1:])]
     return ([head] if _has_tool_output(_lines(head)[0]) else []) + runs
@@ -130,6 +151,18 @@ def parse_log(text: str) -> list[dict]:
     return [parse_run(run) for run in runs]
 
 
+def parse_last_run(text: str) -> dict:
+    """Parse only the last invocation in a captured log (what a harness that ran the tool once needs).
+
+    Raises:
+        ToolOutputParseError: the text holds no ``benchmark_model`` output at all.
+    """
+    runs = split_runs(text)
+    if not runs:
+        raise ToolOutputParseError(f"no benchmark_model output in the text: {text.strip()[:80]!r}")
+    return parse_run(runs[-1])
+
+
 def parse_run(text: str) -> dict:
     """Parse the output of one ``benchmark_model`` invocation.
 
@@ -138,8 +171,9 @@ def parse_run(text: str) -> dict:
 
     Returns:
         A dict with exactly the keys of :data:`ROW_KEYS`. ``status`` is ``"ok"`` only when the inference
-        average and the summary were printed and nothing failed; otherwise ``"failed"`` and ``error`` says
-        why (``"truncated: …"`` for a log that stops early). Figures the log does not give are ``None``.
+        average and the summary were printed, nothing failed and the figures are possible; otherwise
+        ``"failed"`` and ``error`` says why (``"truncated: …"`` for a log that stops early). Figures the log
+        does not give are ``None``.
 
     Raises:
         ToolOutputParseError: the text holds no ``benchmark_model`` output at all.
@@ -151,7 +185,8 @@ def parse_run(text: str) -> dict:
     row.update(_params(lines, warnings))
     block = _litert_block(lines)
     summary, summary_era = _summary_line(lines)
-    row.update(_timings(lines, _first(summary, block, {}), block or {}, warnings))
+    timings, impossible_stat = _timings(lines, _first(summary, block, {}), block or {}, warnings)
+    row.update(timings)
     memory_era = _memory(lines, block or {}, row)
     row.update(_delegation(lines, warnings))
     error = _failure(lines, warnings)
@@ -159,17 +194,14 @@ def parse_run(text: str) -> dict:
         [line.text for line in lines if not line.cut])
     row["warnings"] = warnings + profile_warnings
     row["tool_format"] = _tool_format(text, lines, summary_era or memory_era)
-    row["status"], row["error"] = _status(error, summary is not None or block is not None, row["avg_us"])
+    has_summary = summary is not None or block is not None
+    error = error or impossible_stat or _impossible(row)
+    row["status"], row["error"] = _status(error, has_summary, row["avg_us"])
     return row
 
 
 def _has_tool_output(lines: list[_Line]) -> bool:
     return any(_TOOL_LINE_RE.match(line.text) for line in lines)
-
-
-def _run_start(text: str, banner_at: int) -> int:
-    line_start = text.rfind("\n", 0, banner_at) + 1
-    return line_start if not _strip_prefixes(text[line_start:banner_at])[1] else banner_at
 
 
 def _lines(text: str) -> tuple[list[_Line], list[str]]:
@@ -178,10 +210,17 @@ def _lines(text: str) -> tuple[list[_Line], list[str]]:
     ends_mid_line = bool(text) and not text[-1].isspace()
     lines, warnings = [], []
     for index, raw in enumerate(raw_lines):
+        capped = len(raw) > MAX_LINE_CHARS
+        mid_word = capped and not (raw[MAX_LINE_CHARS - 1].isspace() or raw[MAX_LINE_CHARS].isspace())
+        if capped:
+            warnings.append(f"line {index + 1} has {len(raw)} characters; read only its first "
+                            f"{MAX_LINE_CHARS}")
+            raw = raw[:MAX_LINE_CHARS]
         level, body = _strip_prefixes(raw)
-        cut = ends_mid_line and index == len(raw_lines) - 1
+        ends_here = ends_mid_line and index == len(raw_lines) - 1
+        cut = capped or ends_here
         words = body.rsplit(None, 1)
-        if cut and words and any(char.isdigit() for char in words[-1]):
+        if (ends_here or mid_word) and words and any(char.isdigit() for char in words[-1]):
             warnings.append(f"the text ends mid-line; ignored its possibly cut last word {words[-1]!r}")
             body = words[0] if len(words) == 2 else ""
         lines.append(_Line(level, body, cut))
@@ -189,15 +228,20 @@ def _lines(text: str) -> tuple[list[_Line], list[str]]:
 
 
 def _strip_prefixes(line: str) -> tuple[str | None, str]:
+    """``(level, text)`` of a line without its log prefixes; text "" for another app's logcat line.
+
+    Matches at a moving position instead of slicing, so a line of many prefixes costs linear time.
+    """
     level, line = None, line.strip()
-    while match := next(filter(None, (prefix_re.match(line) for prefix_re in _PREFIX_RES)), None):
+    at = 0
+    while match := next(filter(None, (prefix_re.match(line, at) for prefix_re in _PREFIX_RES)), None):
         found = match.groupdict()
         level = _LEVELS.get(found.get("level"), found.get("level")) or level
-        tag = found.get("tag")
+        tag = (found.get("tag") or "").strip() if "tag" in found else None
         if tag is not None and level != "FATAL" and not tag.lower().startswith(_TOOL_TAGS):
             return level, ""  # another app's line; keep native crashes (F libc: Fatal signal)
-        line = line[match.end():].lstrip()
-    return level, line
+        at = _SPACES_RE.match(line, match.end()).end()
+    return level, line[at:]
 
 
 def _number(text: str | None) -> float | None:
@@ -227,9 +271,17 @@ def _params(lines: list[_Line], warnings: list[str]) -> dict:
     return found
 
 
-def _timings(lines: list[_Line], top: dict, block: dict, warnings: list[str]) -> dict:
-    """Merge the summary (``top``: summary line or LiteRT block) with the ``count=`` lines."""
+def _timings(lines: list[_Line], top: dict, block: dict, warnings: list[str]) -> tuple[dict, str | None]:
+    """Merge the summary (``top``: summary line or LiteRT block) with the ``count=`` lines.
+
+    Returns the figures and why a ``count=`` line's own figures are impossible (None when they are not).
+    """
     warmup, timed = _phase_stats(lines, warnings)
+    impossible = next(filter(None, (f"figures that are not numbers: {stat['unreadable']}"
+                                    if "unreadable" in stat else
+                                    _impossible({f"{key}_us" if key != "count" else key: value
+                                                 for key, value in stat.items()})
+                                    for stat in (warmup, timed))), None)
     session_ms = next((match["ms"] for line in lines if (match := _SESSION_RE.match(line.text))), None)
     found = {"init_us": _first(top.get("init_us"), _ms_to_us(session_ms)),
              "first_us": _first(top.get("first_us"), warmup.get("first")),
@@ -242,7 +294,7 @@ def _timings(lines: list[_Line], top: dict, block: dict, warnings: list[str]) ->
         found[f"{key}_us"] = _first(timed.get(key), block.get(f"{key}_us"))
     for key, stat in (("count", timed), ("warmup_count", warmup)):
         found[key] = _int(_first(stat.get("count"), block.get(key)))
-    return found
+    return found, impossible
 
 
 def _phase_stats(lines: list[_Line], warnings: list[str]) -> tuple[dict, dict]:
@@ -268,14 +320,17 @@ def _parse_stat(line: _Line, warnings: list[str]) -> dict | None:
         return None
     keys = [key for key, _, _ in pairs]
     values = {key: _number(value) for key, _, value in pairs}
+    unreadable = [f"{key}={value}" for key, _, value in pairs if value and values[key] is None]
     if any(key in keys and end not in keys for key, end in _FULL_STAT_ENDS.items()) and not line.cut:
         warnings.append(f"count= line is incomplete; ignored what may be cut: {line.text[:120]}")
         if not cut_here:  # the last value itself may be cut short
             values[keys[-1]] = None
     values = {key: value for key, value in values.items() if value is not None}
-    if "count" not in values:
+    if unreadable and not line.cut:  # non-ASCII digits (which float() accepts), inf, nan: fail the run
+        values["unreadable"] = ", ".join(unreadable)[:120]
+    elif "count" not in values:
         return None
-    if "first" not in keys and "curr" in values and ("all_same" in values or values["count"] == 1):
+    if "first" not in keys and "curr" in values and ("all_same" in values or values.get("count") == 1):
         for key in ("first", "min", "max", "avg"):  # only curr= is printed when all runs took as long
             values.setdefault(key, values["curr"])
     return values
@@ -398,6 +453,44 @@ def _failure(lines: list[_Line], warnings: list[str]) -> str | None:
                     if line.level in ("ERROR", "WARNING") and line.text not in ("", error)
                     and not _BENCH_FAILED_RE.match(line.text) and not line.text.startswith(_NOISE))
     return error
+
+
+_TIME_KEYS = ("init_us", "first_us", "warmup_avg_us", "avg_us", "std_us", "min_us", "max_us", "median_us",
+              "p5_us", "p95_us")
+_ORDERED_KEYS = ("min_us", "p5_us", "median_us", "p95_us", "max_us")  # each at most the next
+
+
+def _impossible(figures: dict) -> str | None:
+    """Why figures cannot come from one real run (negative times, no runs, avg outside [min, max])."""
+    value = figures.get
+    negative = [f"{_bare(key)} {value(key):g}" for key in _TIME_KEYS if (value(key) or 0) < 0]
+    if negative:
+        return f"impossible figures: negative {', '.join(negative)} us"
+    if value("count") is not None and value("count") < 1:
+        return f"impossible figures: count {value('count'):g} (no timed run)"
+    present = [key for key in _ORDERED_KEYS if value(key) is not None]
+    for low, high in zip(present, present[1:]):
+        if value(low) > value(high) + _slack(value(high)):
+            return f"impossible figures: {_bare(low)} {value(low):g} us > {_bare(high)} {value(high):g} us"
+    low, high, avg = value("min_us"), value("max_us"), value("avg_us")
+    if avg is not None and ((low is not None and avg < low - _slack(low))
+                            or (high is not None and avg > high + _slack(high))):
+        return (f"impossible figures: avg {avg:g} us is outside [min, max] = [{_shown(low)}, {_shown(high)}] "
+                "us (the timed run's figures may come from another phase)")
+    return None
+
+
+def _bare(key: str) -> str:
+    return key.removesuffix("_us")
+
+
+def _slack(value: float) -> float:
+    """Rounding allowed when comparing figures: the tool prints some with 6 significant digits."""
+    return max(1.0, abs(value) * 1e-5)
+
+
+def _shown(value: float | None) -> str:
+    return "?" if value is None else f"{value:g}"
 
 
 def _status(error: str | None, has_summary: bool, avg_us: float | None) -> tuple[str, str | None]:

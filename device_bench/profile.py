@@ -23,7 +23,7 @@ from pathlib import Path
 from .errors import BenchError
 from .host import HostParams
 from .slices import bundle, footprint, groups, layers, op_name, whole_footprint
-from .tflite_file import read_bytes, tree as model_tree
+from .tflite_file import open_interpreter, read_bytes, tree as model_tree
 
 
 def _median_us(model: Path, threads: int, params: HostParams, inputs=None):
@@ -98,7 +98,9 @@ def profile(model: Path, by: str = "block", threads: int = 1,
 
     if by not in ("op", "layer", "block"):
         raise BenchError(f"--by must be op, layer or block, got {by!r}")
-    tree = model_tree(read_bytes(model))
+    data = read_bytes(model)
+    open_interpreter(data)  # a model LiteRT cannot load fails here, with LiteRT's reason
+    tree = model_tree(data)
     operators = tree.subgraphs[0].operators
     if by == "op":
         chains = layers(tree)

@@ -6,7 +6,11 @@ threads, delegate), exactly ``COLUMNS`` in order; an empty field is missing, so 
 ``<run_id>/samples.json`` (``{row_key(row): [latency_us, ...]}``, a row's ``samples_file`` is
 ``samples.json#<key>``) and ``<run_id>/raw/<name>.txt`` (raw tool logs). A run is written into a hidden
 ``.tmp-<run_id>-<hex>`` dir and renamed into place when complete, so a crash leaves at most that hidden
-dir, which ``load`` skips. Runs are never overwritten or edited; the store computes no statistics.
+dir, which ``load`` skips. A run that is measured for long is stored as it goes instead
+(:class:`RunWriter`): its files are replaced whole after each row, so an interruption keeps every finished
+row. Runs are never overwritten by another run; the store computes no statistics. ``load`` refuses rows
+that no run can produce (a non-finite number, a negative latency, an ok row with neither median nor
+average).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import os
 import re
 import secrets
 import shutil
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from dataclasses import dataclass, field
@@ -106,8 +111,14 @@ def utc_now() -> str:
 
 
 def row_key(row: Mapping[str, Any]) -> str:
-    """Key of a row inside its run, e.g. ``mnv2.tflite|host|threads=4|xnnpack``; keys ``samples``."""
-    return f"{row.get('model')}|{row.get('target')}|threads={row.get('threads')}|{row.get('delegate')}"
+    """Key of a row in its run, e.g. ``mnv2.tflite@3f9a1c2b4d5e|host|threads=4|xnnpack``; keys ``samples``.
+
+    A model is its file name and content (the start of its sha256, when known): two different models with
+    the same file name from different folders are two rows.
+    """
+    sha = row.get("model_sha256")
+    model = f"{row.get('model')}@{sha[:12]}" if isinstance(sha, str) and sha else row.get("model")
+    return f"{model}|{row.get('target')}|threads={row.get('threads')}|{row.get('delegate')}"
 
 
 def _latency_figures(row: Mapping[str, Any]) -> list[str]:
@@ -193,6 +204,15 @@ class ResultStore:
             raise
         return final
 
+    def writer(self, run_id: str) -> "RunWriter":
+        """A run stored as it goes (see :class:`RunWriter`); checks first that ``root`` can be written.
+
+        Raises:
+            StoreError: ``root`` cannot be created or written (read-only, a file, no space left).
+            RunExistsError: the run already exists.
+        """
+        return RunWriter(self, run_id)
+
     def load(self, *sources: Path | str) -> pd.DataFrame:
         """Loads runs into one DataFrame with the schema's dtypes, in source order, then run-folder order.
 
@@ -250,6 +270,93 @@ class ResultStore:
             if not (run_dir / "rows.csv").is_file():
                 raise StoreError(f"run folder {run_dir} has no rows.csv")
         return [run_dir / "rows.csv" for run_dir in run_dirs]
+
+
+class RunWriter:
+    """One run stored row by row, so that an interruption keeps every row already finished.
+
+    :meth:`put` adds rows (a row whose key is already stored replaces it: a row can be stored early and
+    completed later) and rewrites ``rows.csv`` and ``samples.json`` whole: each is written to a temporary
+    file, flushed, then renamed over the old one, so a reader, a crash or a full disk never sees half a file.
+    Raw logs are written before the rows that name them.
+    """
+
+    def __init__(self, store: ResultStore, run_id: str) -> None:
+        _check_name(run_id, "run_id")
+        self.path = store.root / run_id
+        if self.path.exists():
+            raise RunExistsError(f"run {run_id!r} already exists in {store.root}; runs are append-only")
+        if store.schema.key is None:
+            raise SchemaError(f"{store.schema.name} have no row keys: store them whole with write_run")
+        self.run_id, self.root, self.schema = run_id, store.root, store.schema
+        self._records: dict[str, dict[str, Any]] = {}
+        self._samples: dict[str, list[float]] = {}
+        _check_writable(store.root)
+
+    @property
+    def stored(self) -> int:
+        """How many rows are on disk."""
+        return len(self._records)
+
+    def put(self, rows: Sequence[Mapping[str, Any]], samples: Mapping[str, Sequence[float]] | None = None,
+            raw_logs: Mapping[str, str] | None = None) -> Path:
+        """Store (or replace) rows, their samples and raw logs; returns the run folder.
+
+        Raises:
+            SchemaError: bad rows, samples or log names (nothing is written).
+            OSError: the disk refused (the files on disk keep the previous rows).
+        """
+        records = [_prepare_row(self.schema, row, self.run_id, f"rows[{index}]")
+                   for index, row in enumerate(rows)]
+        keys = [self.schema.key(record) for record in records]
+        _attach_samples(self.schema, records, samples or {})  # checks repeats within rows and orphan samples
+        for name in raw_logs or {}:
+            _check_name(name, "raw log name")
+        self.path.mkdir(exist_ok=True)
+        for name, text in (raw_logs or {}).items():
+            (self.path / "raw").mkdir(exist_ok=True)
+            _replace_text(self.path / "raw" / f"{name}.txt", text)
+        merged, merged_samples = dict(self._records), dict(self._samples)
+        for key, record in zip(keys, records):
+            merged[key] = record
+            if record["samples_file"] is not None:
+                merged_samples[key] = [float(value) for value in samples[key]]
+        _replace_text(self.path / SAMPLES_NAME, json.dumps(merged_samples, indent=1))
+        _replace_text(self.path / "rows.csv", _to_csv(self.schema, list(merged.values())))
+        self._records, self._samples = merged, merged_samples
+        return self.path
+
+
+def _check_writable(root: Path) -> None:
+    """Create ``root`` and write a small file in it, so a store that cannot take results fails first."""
+    if root.exists() and not root.is_dir():
+        raise StoreError(f"cannot store results in {root}: it is a file, not a folder")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=root, prefix=".write-check-")
+        try:
+            os.write(handle, b"x" * 4096)
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+            os.unlink(probe)
+    except OSError as error:
+        raise StoreError(f"cannot store results in {root}: {error.strerror or error}") from None
+
+
+def _replace_text(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all: a flushed temporary file renamed over it."""
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temp, 0o644)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
 
 
 def _check_name(name: Any, what: str) -> None:
@@ -385,8 +492,18 @@ def _read_csv(schema: Schema, path: Path) -> pd.DataFrame:
             raise StoreError(f"corrupt results {path}: row {number} has {len(cells)}/{len(names)} fields")
         for (name, dtype), cell in zip(columns_and_types, cells):
             try:
-                columns[name].append(None if cell == "" else _PARSERS[dtype](cell))
+                value = None if cell == "" else _PARSERS[dtype](cell)
             except ValueError:
                 raise StoreError(f"corrupt results {path}: row {number}: {name}={cell[:40]!r} "
                                  f"is not {dtype}") from None
+            if dtype == FLOAT and value is not None and not (math.isfinite(value)
+                                                             and (value >= 0 or not name.endswith("_us"))):
+                raise StoreError(f"corrupt results {path}: row {number}: {name}={cell[:40]!r} is not "
+                                 f"{'a latency' if name.endswith('_us') else 'a finite number'}")
+            columns[name].append(value)
+        record = {name: values[-1] for name, values in columns.items()}
+        missing = schema.more_required(record)  # what the writer requires, e.g. an ok row's count and median
+        if missing:
+            raise StoreError(f"corrupt results {path}: row {number} ({record.get('status')}) has no "
+                             f"{', '.join(missing)}")
     return pd.DataFrame({name: pd.array(columns[name], dtype=dtype) for name, dtype in columns_and_types})

@@ -9,7 +9,6 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +30,15 @@ def _enum_names(enum_class) -> dict[int, str]:
 
 def read_bytes(path: Path) -> bytes:
     path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{path} is a folder, not a .tflite model file")
     if not path.is_file():
-        raise ModelFileError(f"model file {path} does not exist")
-    data = path.read_bytes()
+        what = "does not exist" if not path.exists() else "is not a regular file"
+        raise ModelFileError(f"model file {path} {what}")
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ModelFileError(f"cannot read model file {path}: {error.strerror or error}") from None
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise ModelFileError(f"{path} is not a .tflite model (no TFL3 identifier)")
     return data
@@ -51,10 +56,17 @@ def sha256(source: bytes | str | Path) -> str:
 
 
 def tree(data: bytes):
-    """The model as a mutable flatbuffer object tree (``ai_edge_litert``'s ``ModelT``)."""
+    """The model as a mutable flatbuffer object tree (``ai_edge_litert``'s ``ModelT``).
+
+    Raises:
+        ModelFileError: a truncated or corrupt flatbuffer.
+    """
     from ai_edge_litert.tools import flatbuffer_utils
 
-    return flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+    try:
+        return flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+    except Exception as error:  # flatbuffers raises struct.error, IndexError, ... on corrupt input
+        raise ModelFileError(f"corrupt .tflite model: {type(error).__name__}: {error}") from None
 
 
 def embed_metadata(model: bytes, payload: dict) -> bytes:
@@ -90,8 +102,8 @@ def read_metadata(data: bytes) -> dict | None:
             if entry.Name() and entry.Name().decode() == METADATA_KEY:
                 raw = model.Buffers(entry.Buffer()).DataAsNumpy()
                 return json.loads(bytes(raw).decode())
-    except (struct.error, IndexError, ValueError, UnicodeDecodeError) as error:
-        raise ModelFileError(f"not a readable .tflite model: {error}") from None
+    except Exception as error:  # flatbuffers raises struct.error, IndexError, TypeError, ... on corrupt input
+        raise ModelFileError(f"not a readable .tflite model: {type(error).__name__}: {error}") from None
     return None
 
 

@@ -58,11 +58,24 @@ def spread(items: list, count: int) -> list:
     return [items[int(i * len(items) / count)] for i in range(count)]
 
 
+def to_rgb(image):
+    """A PIL image as 8-bit RGB. 16-bit greyscale (PIL mode ``I;16*`` or ``I``) is scaled to 0-255 first:
+    PIL's own conversion clips it, turning almost every pixel of a 16-bit photograph white."""
+    from PIL import Image
+
+    if image.mode.startswith("I;16") or image.mode == "I":
+        pixels = np.asarray(image, dtype=np.float64)
+        full_scale = 65535.0 if image.mode.startswith("I;16") or pixels.max() > 255 else 255.0
+        scaled = np.round(np.clip(pixels, 0, full_scale) * (255.0 / full_scale))
+        image = Image.fromarray(scaled.astype(np.uint8))
+    return image.convert("RGB")
+
+
 def preprocess(image, resolution: int, input_range: tuple[float, float]) -> np.ndarray:
     """A PIL image -> (resolution, resolution, 3) float32 in ``input_range``."""
     from PIL import Image, ImageOps
 
-    image = ImageOps.exif_transpose(image).convert("RGB")    # phone JPEGs store rotation in EXIF
+    image = to_rgb(ImageOps.exif_transpose(image))    # phone JPEGs store rotation in EXIF
     short = resolution / CROP_FRACTION
     scale = short / min(image.size)
     size = (max(resolution, round(image.size[0] * scale)), max(resolution, round(image.size[1] * scale)))
@@ -75,7 +88,7 @@ def preprocess(image, resolution: int, input_range: tuple[float, float]) -> np.n
 
 def from_folder(folder: Path, count: int, resolution: int,
                 input_range: tuple[float, float]) -> CalibrationSet:
-    """Load up to ``count`` images from ``folder``; unreadable files are skipped with a warning."""
+    """Load up to ``count`` images from ``folder``; unreadable or too large files are skipped (a warning)."""
     from PIL import Image, UnidentifiedImageError
 
     images, digest = [], hashlib.sha256()
@@ -83,8 +96,8 @@ def from_folder(folder: Path, count: int, resolution: int,
         try:
             with Image.open(path) as image:
                 images.append(preprocess(image, resolution, input_range))
-        except (UnidentifiedImageError, OSError, ValueError) as error:
-            log.warning("skipping unreadable image %s: %s", path, error)
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
+            log.warning("skipping unreadable image %s: %s", path, " ".join(str(error).split()))
             continue
         digest.update(path.relative_to(folder).as_posix().encode() + path.read_bytes())
     if not images:

@@ -21,7 +21,7 @@ from mobilenets_tf.config import ModelConfig
 from mobilenets_tf.specs import HSwishForm
 
 from . import calibration
-from .errors import ExportError
+from .errors import ExportError, ExportWriteError
 from .quantization import DEFAULT_LOWERING, IoType, Lowering, Quant, configure_converter
 from .stem import Stem, default_stem, effective_stem
 
@@ -161,23 +161,40 @@ def _writable_dir(out_dir: Path) -> Path:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise ExportError(f"cannot create output folder {out_dir}: {error.strerror}") from None
+        raise ExportWriteError(f"cannot create output folder {out_dir}: {error.strerror}") from None
     if not os.access(out_dir, os.W_OK):
-        raise ExportError(f"output folder {out_dir} is not writable")
+        raise ExportWriteError(f"output folder {out_dir} is not writable")
     return out_dir
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _temp_copy(path: Path, data: bytes) -> Path:
+    """``data`` in a flushed temporary file beside ``path``, readable as a normal file would be."""
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(temp, 0o666 & ~umask)     # mkstemp's 0600 would hide the model from other users
-        os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
+        raise
+    return Path(temp)
+
+
+def _write_together(files: dict[Path, Path]) -> None:
+    """Rename every temporary file onto its final path, or on any failure remove them all (and any final
+    path already renamed): a model never stands without its sidecar."""
+    done: list[Path] = []
+    try:
+        for final, temp in files.items():
+            os.replace(temp, final)
+            done.append(final)
+    except BaseException:
+        for path in [*files.values(), *done]:
+            path.unlink(missing_ok=True)
         raise
 
 
@@ -394,8 +411,28 @@ def _write(prepared: _Prepared, request: ExportRequest, calib, key: str, tflite:
     verification = None
     if request.verify:
         verification = verify(data, prepared.reference, calib.images, request.quant, request.ends_in_softmax)
-    _atomic_write(tflite, data)
-    info = tflite_file.describe(tflite)
+    temps: dict[Path, Path] = {}
+    try:
+        temps[tflite] = _temp_copy(tflite, data)
+        record = _record(request, prepared, calib, key, tflite, tflite_file.describe(temps[tflite]),
+                         conversion, verification, started)
+        temps[sidecar] = _temp_copy(sidecar, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+        _write_together(temps)
+    except OSError as error:
+        raise ExportWriteError(f"cannot write {tflite} and its sidecar: {error.strerror or error}") from None
+    finally:
+        for temp in temps.values():
+            temp.unlink(missing_ok=True)
+    return {**record, "cached": False}
+
+
+def _record(request: ExportRequest, prepared: _Prepared, calib, key: str, tflite: Path, info: dict,
+            conversion: dict, verification: dict | None, started: float) -> dict:
+    """The sidecar of one model file."""
+    lowering = request.lowering.value if request.lowering else None
+    output = "probabilities" if request.ends_in_softmax else "logits"
+    choices = int8_choices(conversion) if request.quant is Quant.INT8 else None
+    report = request.config.cost()
     record = {
         "file": tflite.name, "sha256": info["sha256"], "size_bytes": info["size_bytes"],
         "config": request.config.as_dict(), "version": request.config.version, "alpha": request.config.alpha,
@@ -411,5 +448,4 @@ def _write(prepared: _Prepared, request: ExportRequest, calib, key: str, tflite:
         "created_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "cache_key": key,
     }
-    _atomic_write(sidecar, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
-    return {**record, "cached": False}
+    return record

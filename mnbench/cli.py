@@ -13,8 +13,8 @@ import sys
 
 import click
 
-from device_bench.errors import BenchError, BenchInputError, DeviceError
-from export.errors import ExportError
+from device_bench.errors import BenchError, BenchInputError, DeviceError, UnknownSerial
+from export.errors import ExportError, ExportWriteError
 from mobilenets_tf.errors import SpecError
 from mobilenets_tf.registry import list_versions
 
@@ -23,9 +23,11 @@ from .errors import EXPECTED, MnbenchError, MnbenchFailure
 
 # Exit status of each kind of expected failure; the first class an error is an instance of decides.
 EXIT_CODES: tuple[tuple[type[Exception], int], ...] = (
+    (UnknownSerial, 2),      # no adb server or USB phone has the serial given (a typo)
     (DeviceError, 3),        # a phone or adb server could not be reached, or dropped the connection
     (BenchInputError, 2),    # results, model files or options the benchmark tools cannot use
     (BenchError, 1),         # a benchmark that failed or printed nothing we can read
+    (ExportWriteError, 2),   # the disk refused a model or its sidecar (full, read-only)
     (ExportError, 1),        # a model that could not be converted, calibrated, verified or written
     (SpecError, 2),          # an architecture, width, resolution or knob the builders do not accept
     (MnbenchFailure, 1),     # a composed feature that could not finish (training)

@@ -4,9 +4,7 @@ but a loopback HTTP server standing in for Google's storage (never the internet)
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import os
 from pathlib import Path
@@ -18,21 +16,14 @@ from device_bench.binary import (BinaryChoice, BinaryUnavailable, litert_release
                                  prebuilt_url, user_binary)
 from device_bench.errors import DownloadFailed
 from device_bench.fetch import LOCK_FILE, cache_path, fetch, read_lock
-from mnbench.cli import main
 from mnbench.commands.device import device, devices
 from tests.loopback_adb.fixtures import FAKE_BENCHMARK
 from tests.test_device_run import tiny_model
+from tests.helpers import run_cli as run
 
 pytestmark = pytest.mark.timeout(60)
 FAST = ["--runs", "3", "--min-secs", "0", "--cooldown-max-wait", "0"]
 TOOL_PATH = f"/litert/binaries/{litert_release()}/android_arm64/benchmark_model"
-
-
-def run(*args) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(arg) for arg in args])
-    return code, out.getvalue(), err.getvalue()
 
 
 def cache_files(cache: Path) -> list[Path]:

@@ -1,7 +1,5 @@
 """`mnbench models` / `mnbench info` and the CLI's error boundary."""
 
-import contextlib
-import io
 import json
 import subprocess
 import sys
@@ -9,15 +7,7 @@ import sys
 import pytest
 
 from mnbench import __version__
-from mnbench.cli import main
-
-
-def run(*args):
-    """Run the CLI in-process through its real entry point; return (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(args))
-    return code, out.getvalue(), err.getvalue()
+from tests.helpers import run_cli as run
 
 
 def test_version():

@@ -41,12 +41,17 @@ FAULT_MODES = ("nonzero", "crash", "garbage", "truncated", "hang")
 
 # ------------------------------------------------------------------------------------------- helpers
 def tiny_model(path: Path, padding_bytes: int = 0, sidecar: bool = False) -> Path:
-    """A valid, empty .tflite flatbuffer (the fake tool never runs it), optionally padded, with a sidecar."""
+    """A valid .tflite model that LiteRT loads (one tensor, no operator; the fake tool never runs it),
+    optionally padded, with a sidecar."""
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils
 
+    tensor = schema.TensorT()
+    tensor.shape, tensor.type, tensor.buffer, tensor.name = [1], schema.TensorType.FLOAT32, 0, b"x"
+    graph = schema.SubGraphT()
+    graph.tensors, graph.inputs, graph.outputs, graph.operators = [tensor], [0], [0], []
     model = schema.ModelT()
-    model.version, model.subgraphs, model.buffers = 3, [schema.SubGraphT()], [schema.BufferT()]
+    model.version, model.subgraphs, model.buffers = 3, [graph], [schema.BufferT()]
     data = bytes(flatbuffer_utils.convert_object_to_bytearray(model)) + os.urandom(padding_bytes)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)

@@ -1,8 +1,6 @@
 """``mnbench history``: migrations, idempotent ingest, queries, steps and the regressions gate, on SQLite
 and on a real PostgreSQL server (``tests/history_support.py``)."""
 
-import contextlib
-import io
 import json
 
 import numpy as np
@@ -12,21 +10,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from device_bench.store import ResultStore
-from mnbench.cli import main
 from mnbench.history import HistoryError, schema
 from mnbench.history.db import head_revision, open_db
 from mnbench.history.ingest import ingest
 from mnbench.history.steps import change_points, find_steps
 from tests.history_support import HOST as HOST_DESC, PHONE, write_history
+from tests.helpers import run_cli as run
 
 STEP_AT = 12
-
-
-def run(*args):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(args))
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture

@@ -55,7 +55,8 @@ def test_bench_json_rows_and_store(tiny_models, tmp_path):
 
 
 def test_no_xnnpack_and_fresh_process_per_model(tiny_models):
-    rows, run_dir = bench(tiny_models[:1], [1], HostParams(runs=5, min_secs=0, xnnpack=False), None)
+    done = bench(tiny_models[:1], [1], HostParams(runs=5, min_secs=0, xnnpack=False), None)
+    rows, run_dir = done.rows, done.run_dir
     assert rows[0]["delegate"] == "cpu" and rows[0]["status"] == "ok" and run_dir is None
 
 

@@ -4,8 +4,6 @@ mid-run; Ctrl-C mid-matrix; two mnbench processes on one phone; serials, labels 
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -23,12 +21,12 @@ from device_bench.adb_server import AdbServer, server_address
 from device_bench.lab import DeviceSpec, parse_server, parse_spec
 from device_bench.phone_lock import LOCK_DIR
 from device_bench.store import ResultStore
-from mnbench.cli import main
 from device_bench.errors import BenchError
 from mnbench.commands.device import device, devices
 from tests.loopback_adb.fixtures import FAKE_BENCHMARK, REPO_ROOT
 from tests.loopback_adb.lab import Lab, start_lab
 from tests.test_device_run import tiny_model
+from tests.helpers import sigint_as_ctrl_c, run_cli as run
 
 pytestmark = [pytest.mark.timeout(120)]
 FAST = ["--runs", "3", "--min-secs", "0", "--cooldown-max-wait", "0", "--benchmark-binary", FAKE_BENCHMARK]
@@ -55,19 +53,12 @@ def models(tmp_path) -> list[Path]:
     return [tiny_model(tmp_path / "models" / f"m{index}.tflite") for index in range(2)]
 
 
-def run(*args) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(arg) for arg in args])
-    return code, out.getvalue(), err.getvalue()
-
-
 def spawn(*args) -> subprocess.Popen:
     """``mnbench`` in its own process (as two CI jobs or a user at a terminal would run it)."""
     path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
     return subprocess.Popen([sys.executable, "-m", "mnbench.cli", *map(str, args)], cwd=REPO_ROOT,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONPATH": path})
+                            preexec_fn=sigint_as_ctrl_c, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": path})
 
 
 def spans(phone) -> list[dict]:

@@ -285,6 +285,7 @@ def test_odd_digits_and_huge_exponents_are_not_figures():
                     "Summary by node type ====\n[Node type]\t[count]\t[avg "
                     "ms]\nCONV_2D\t\u00b2\t1.0\nADD\t3\t1e999\n")
     assert (row["warmup_count"], row["init_us"], row["avg_us"], row["max_us"]) == (None, None, 4.0, 9.0)
+    assert (row["status"], row["error"]) == ("failed", "figures that are not numbers: count=\u00b2")
     assert row["op_profile"] is None or row["op_profile"] == []
 
 

@@ -3,8 +3,6 @@ said so), release on every exit, and the run folders of dead runs removed on the
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import subprocess
@@ -17,20 +15,13 @@ import pytest
 import mnbench.commands
 from device_bench.phone_lock import LOCK_DIR, Holder, parse_holder, this_host
 from device_bench.store import ResultStore
-from mnbench.cli import main
 from mnbench.commands.device import device
 from tests.loopback_adb.fixtures import FAKE_BENCHMARK
 from tests.test_device_run import tiny_model
+from tests.helpers import run_cli as run
 
 pytestmark = pytest.mark.timeout(60)
 FAST = ["--runs", "3", "--min-secs", "0", "--cooldown-max-wait", "0", "--benchmark-binary", FAKE_BENCHMARK]
-
-
-def run(*args) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(arg) for arg in args])
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(autouse=True)

@@ -130,7 +130,7 @@ def test_server_fail_messages_become_typed_errors():
             open_transport("0123456789ABCDEF", server=server)
         with pytest.raises(DeviceOffline):
             open_transport("emulator-5554", server=server)
-        with pytest.raises(DeviceNotFound, match="it lists: 127.0.0.1:40001 \\(device\\)"):
+        with pytest.raises(DeviceNotFound, match="lists 127.0.0.1:40001 \\(device\\)"):
             open_transport("NOT-THERE", server=server)
         assert isinstance(open_transport("127.0.0.1:40001", server=server), AdbServerTransport)
         assert [entry.state for entry in list_reachable(server=server)] == [

@@ -51,13 +51,30 @@ def bench(models, threads, runs, min_secs, max_secs, warmup, no_xnnpack, results
     from tqdm import tqdm
 
     from device_bench.host import HostParams, bench as run_bench
+    from device_bench.store import StoreError
 
     params = HostParams(runs=runs, min_secs=min_secs, max_secs=max_secs, warmup=warmup,
                         xnnpack=not no_xnnpack)
     total = len(models) * len(threads)
+    finished: list[dict] = []
     with tqdm(total=total, desc="bench", unit="run", disable=as_json or None, leave=False) as bar:
-        rows, run_dir = run_bench(list(models), threads, params, None if no_store else results_dir,
-                                  on_result=lambda row: bar.update())
+        try:
+            done = run_bench(list(models), threads, params, None if no_store else results_dir,
+                             on_result=lambda row: (finished.append(row), bar.update()))
+        except KeyboardInterrupt:
+            if finished and not no_store:
+                click.echo(f"mnbench: interrupted; the {len(finished)} finished run(s) are stored under "
+                           f"{results_dir}", err=True)
+            raise
+    rows, run_dir = done.rows, done.run_dir
+    _print(rows, run_dir, as_json)
+    if done.store_error:
+        raise StoreError(f"the results above were measured but not stored: {done.store_error}")
+    if any(r["status"] != "ok" for r in rows):
+        raise click.exceptions.Exit(1)
+
+
+def _print(rows: list[dict], run_dir, as_json: bool) -> None:
     if as_json:
         echo_json(rows)
         return
@@ -72,8 +89,6 @@ def bench(models, threads, runs, min_secs, max_secs, warmup, no_xnnpack, results
             click.echo(f"{row['model']} threads={row['threads']}: {row['error']}", err=True)
     if run_dir is not None:
         click.echo(f"\nrun stored in {run_dir}")
-    if any(r["status"] != "ok" for r in rows):
-        raise click.exceptions.Exit(1)
 
 
 def _ms(value):

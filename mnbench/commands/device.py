@@ -149,7 +149,7 @@ def device(models, serials, devices_file, servers, all_devices, where, lock_wait
            cooldown_below, cooldown_max_wait, strict_delegation, results_root, as_json) -> None:
     """Run benchmark_model on Android phones over ADB (pinned to the big cores) and store the results."""
     from device_bench.adb_server import AdbServer
-    from device_bench.android import BenchSettings, benchmark_devices
+    from device_bench.android import BenchSettings, benchmark_devices, load_models, reach_devices
     from device_bench.binary import BinaryChoice
     from device_bench.lab import parse_spec, parse_where, read_devices_file, select
 
@@ -163,13 +163,18 @@ def device(models, serials, devices_file, servers, all_devices, where, lock_wait
                              op_profile=op_profile, run_timeout_s=run_timeout_s,
                              cooldown_below_c=cooldown_below, cooldown_max_wait_s=cooldown_max_wait,
                              strict_delegation=strict_delegation, lock_wait_s=lock_wait_s)
+    loaded = load_models(models)  # the cheap local checks first
     chosen = select(specs, servers or [AdbServer()], all_devices, parse_where(where))
     if not chosen:
         raise BenchError("--all-devices: the adb servers list no phone (see `mnbench devices`)")
-    run = benchmark_devices(chosen, list(models) or canonical_models(), threads=threads, delegates=delegates,
+    unusable = reach_devices(chosen)  # before any export or push: a wrong serial fails now, in one line
+    if not loaded and len(unusable) == len(chosen):
+        raise unusable[0]  # no device to export the canonical models for
+    run = benchmark_devices(chosen, loaded or canonical_models(), threads=threads, delegates=delegates,
                             settings=settings, benchmark_binary=benchmark_binary,
                             benchmark_sha256=benchmark_sha256, results_root=results_root,
-                            on_result=None if as_json else _progress)
+                            on_result=None if as_json else _progress,
+                            on_interrupt=lambda message: click.echo(f"mnbench: {message}", err=True))
     if as_json:
         echo_json(run.rows)
     else:
