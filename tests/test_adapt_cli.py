@@ -12,7 +12,7 @@ import pytest
 from tests.loopback_adb.fixtures import FAKE_BENCHMARK
 
 from .test_accuracy import make_shapes
-from .test_cli_models import run
+from tests.helpers import run_cli as run
 
 
 @pytest.fixture(scope="module")
