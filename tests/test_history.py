@@ -146,6 +146,7 @@ def test_step_fit_finds_steps_not_noise():
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path):
+    open_db(tmp_path / "h.sqlite")  # an existing database, so each case fails on its own bad input
     cases = [("history", "ingest", str(tmp_path / "missing"), "--db", str(tmp_path / "h.sqlite")),
              ("history", "query", "--db", "mysql://u@127.0.0.1/x"),
              ("history", "query", "--db", "postgresql://nobody@127.0.0.1:1/none"),
@@ -154,6 +155,14 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
     for args in cases:
         code, _, err = run(*args)
         assert code == 2 and err.startswith("mnbench: error:") and err.count("\n") == 1, (args, err)
+
+
+def test_reading_a_missing_database_is_an_error_and_creates_nothing(tmp_path):
+    missing = tmp_path / "nowhere" / "h.sqlite"
+    for args in (("query",), ("regressions",), ("publish", "--out", str(tmp_path / "site"))):
+        code, _, err = run("history", *args, "--db", str(missing))
+        assert code == 2 and "no history database at" in err and err.count("\n") == 1, (args, err)
+    assert not (tmp_path / "nowhere").exists() and not (tmp_path / "site").exists()
 
 
 def test_a_database_from_a_newer_mnbench_is_refused(tmp_path):

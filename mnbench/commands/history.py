@@ -81,7 +81,7 @@ def query(db, model, target, threads, delegate, since, by_series, failed, limit,
     """Results (newest first) or series matching the filters."""
     from ..history.db import open_db
 
-    engine, selected = open_db(db), _selection(model, target, threads, delegate, since)
+    engine, selected = open_db(db, create=False), _selection(model, target, threads, delegate, since)
     if by_series:
         from ..history.trends import analyse
 
@@ -124,7 +124,7 @@ def publish(db, model, target, threads, delegate, since, out_dir, title) -> None
     from ..history.site import publish as write_site
     from ..history.trends import analyse
 
-    views = analyse(open_db(db), _selection(model, target, threads, delegate, since))
+    views = analyse(open_db(db, create=False), _selection(model, target, threads, delegate, since))
     index = write_site(views, out_dir, title)
     click.echo(f"{len(views)} series, {sum(len(v.steps) for v in views)} step(s): {index}")
 
@@ -141,7 +141,7 @@ def regressions(db, model, target, threads, delegate, since, threshold, as_json)
     from ..history.db import open_db
     from ..history.trends import analyse
 
-    views = analyse(open_db(db), _selection(model, target, threads, delegate, since))
+    views = analyse(open_db(db, create=False), _selection(model, target, threads, delegate, since))
     found = [(view, step) for view in views for step in view.steps if step.open]
     over = [(view, step) for view, step in found if step.ratio > 1 + threshold]
     if as_json:

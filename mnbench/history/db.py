@@ -38,14 +38,21 @@ def database_url(db: str | Path | None) -> sa.URL:
     return url
 
 
-def open_db(db: str | Path | None = None) -> sa.Engine:
+def open_db(db: str | Path | None = None, create: bool = True) -> sa.Engine:
     """An engine on the database, created (SQLite: with its folder) and migrated to the newest schema.
 
+    With ``create=False`` (the commands that only read) a SQLite file that does not exist is an error, not a
+    new empty database.
+
     Raises:
-        HistoryError: if the database cannot be reached, or holds a schema newer than this mnbench's.
+        HistoryError: if the database cannot be reached, is missing and not to be created, or holds a schema
+            newer than this mnbench's.
     """
     url = database_url(db)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        if not create and not Path(url.database).is_file():
+            raise HistoryError(f"no history database at {url.database}: `mnbench history ingest RESULTS` "
+                               "creates it")
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     try:
         engine = sa.create_engine(url)
