@@ -3,9 +3,10 @@
 #
 # Prepare here (TensorFlow machine), in the repository root, into a folder git ignores and `carry` names:
 #   echo /carry/ >> .git/info/exclude
-#   python benchmarks/int8_speed.py --pack carry/int8_models --max-mib 40
+#   python benchmarks/int8_speed.py --pack carry/int8_models --max-mib 22   (V3-Small; --versions v3-large next)
 #   pip download ai-edge-litert==2.3.0 numpy --only-binary=:all: --python-version 3.12 \
-#       --platform manylinux_2_17_x86_64 -d carry/wheels      (plus whatever else that machine lacks)
+#       --platform manylinux_2_27_x86_64 --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 \
+#       -d carry/wheels      (about 37 MB: with the 22 MiB of models, under the device tool's 64 MiB carry)
 # Run there (the device tool: carry ["carry"], timeout leaving room for a rerun):
 #   bash benchmarks/device_int8.sh carry/int8_models carry/wheels "$OUT" [ROUNDS]
 # Then here:
