@@ -15,7 +15,8 @@ runs too, and each of its rounds doubles as a `mnbench compare` of one `bench` p
 (sample-level bootstrap; the former behaviour). Rows are appended to the CSV as they finish, so a run cut
 short keeps its trials; the Markdown is rewritten after every trial index.
 
-The machine is shared (2 cores, several other sessions), so "quiet" is not quiet: load is recorded per row.
+"quiet" means without our injected load, not that nothing else ran: the load average and the CPU used by
+other processes are recorded per row, and the reference run's load is printed in its note.
 
 Run: python benchmarks/gate_power.py [--trials 20] [--max-secs 20] [--threshold 0.02]
 """
@@ -83,6 +84,7 @@ def reference(model_a: Path, models: dict[int, Path], processes: int) -> tuple[d
         medians[k] = math.exp(float(np.median(mine)))
         print(f"reference chain {k}: median B/A = {medians[k]:.4f} "
               f"(process spread {np.std(mine, ddof=1):.4f})", flush=True)
+    load = os.getloadavg()[0]
     x, y = np.asarray(ks, dtype=float), np.asarray(logs)
     slope = float(x @ y / (x @ x))
     residual = y - slope * x
@@ -90,7 +92,8 @@ def reference(model_a: Path, models: dict[int, Path], processes: int) -> tuple[d
     truth = {k: math.exp(slope * k) for k in models}
     note = (f"log(B/A) = c k fitted over {x.size} processes: c = {slope * 100:.3f} % per operator "
             f"(standard error {slope_se * 100:.3f} %); per-k medians of the processes: "
-            + ", ".join(f"k={k}: {medians[k]:.4f}" for k in models))
+            + ", ".join(f"k={k}: {medians[k]:.4f}" for k in models)
+            + f"; 1-minute load average at its end {load:.1f} on {os.cpu_count()} cores")
     print(note, flush=True)
     return truth, note
 
@@ -159,9 +162,9 @@ def write_markdown(path: Path, rows: list[dict], truth: dict, chosen: dict, note
              f"Threshold ±{args.threshold:.0%}, 95 % (family-wide) intervals, time budget "
              f"{args.max_secs:.0f} s "
              f"per verdict, 1 thread, XNNPACK. A: MobileNetV3-Small 1.0, 96 px, fp32. True B/A from the "
-             f"reference run ({args.reference_processes} interleaved processes per model; the machine was "
-             f"shared, not quiet): " + ", ".join(f"{t:.0%} -> chain {chosen[t]} = {truth[chosen[t]]:.4f}"
-                                                  for t in TARGETS) + f" ({note}).", "",
+             f"reference run ({args.reference_processes} interleaved processes per model): "
+             + ", ".join(f"{t:.0%} -> chain {chosen[t]} = {truth[chosen[t]]:.4f}" for t in TARGETS)
+             + f" ({note}).", "",
              "A hit is `regression` on a true slowdown, `regression` or `improvement` on A/A (a false "
              "alarm). Rates with exact (Clopper-Pearson) 95 % intervals. `compare (1 process/side)` is the "
              "former `compare` of one `bench` process per side, evaluated on each round of the former "
