@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import os
 import random
@@ -195,9 +196,22 @@ def write_markdown(path: Path, rows: list[dict], truth: dict, chosen: dict, note
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def read_rows(path: Path) -> list[dict]:
+    """Rows of an earlier invocation's CSV (``--append``)."""
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--first-trial", type=int, default=0, help="index of the first trial (with --append)")
+    parser.add_argument("--targets", type=float, nargs="+", default=[0.0, *TARGETS],
+                        help="true slowdowns to run (0 = A/A); default all")
+    parser.add_argument("--append", action="store_true",
+                        help="keep the rows and the reference of an earlier invocation with the same --out")
     parser.add_argument("--old-trials", type=int, default=2)
     parser.add_argument("--max-secs", type=float, default=20.0)
     parser.add_argument("--threshold", type=float, default=0.02)
@@ -205,26 +219,37 @@ def main() -> None:
     parser.add_argument("--models", type=Path, default=Path("/tmp/gate_models"))
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     args = parser.parse_args()
+    if not set(args.targets) <= {0.0, *TARGETS}:
+        parser.error(f"--targets must be among 0 {' '.join(map(str, TARGETS))}")
     command = "python benchmarks/gate_power.py " + " ".join(sys.argv[1:])
     models = export_chain_models(args.models, [0, *CHAINS])
     model_a = models.pop(0)
     copy = args.models / "copy" / model_a.name
     copy.parent.mkdir(exist_ok=True)
     shutil.copy(model_a, copy)
-    truth, note = reference(model_a, models, args.reference_processes)
-    chosen = {target: min(truth, key=lambda k: abs(truth[k] - 1 - target)) for target in TARGETS}
     csv_path, md_path = args.out / "gate_power.csv", args.out / "gate_power.md"
-    rows: list[dict] = []
-    with open(csv_path, "w", newline="", encoding="utf-8") as handle:
+    reference_path = args.out / "gate_power_reference.json"
+    rows: list[dict] = read_rows(csv_path) if args.append else []
+    if args.append and reference_path.is_file():  # the same true ratios as the rows already there
+        saved = json.loads(reference_path.read_text())
+        truth, note = {int(k): v for k, v in saved["truth"].items()}, saved["note"]
+        commands = saved["commands"] + [command]
+    else:
+        truth, note = reference(model_a, models, args.reference_processes)
+        commands = [command]
+    reference_path.write_text(json.dumps({"truth": truth, "note": note, "commands": commands}, indent=1))
+    chosen = {target: min(truth, key=lambda k: abs(truth[k] - 1 - target)) for target in TARGETS}
+    with open(csv_path, "a" if args.append else "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, FIELDS)
-        writer.writeheader()
-        load, rng = Load(), random.Random(0)
+        if not rows:
+            writer.writeheader()
+        load, rng = Load(), random.Random(args.first_trial)
         try:
-            for trial in range(args.trials):
+            for trial in range(args.first_trial, args.first_trial + args.trials):
                 for condition in ("quiet", "loaded"):
                     if condition == "loaded":
                         load.start()
-                    targets = [0.0, *TARGETS]
+                    targets = list(args.targets)
                     rng.shuffle(targets)
                     for target in targets:
                         model_b = copy if target == 0 else models[chosen[target]]
@@ -247,10 +272,10 @@ def main() -> None:
                         print(f"{condition} trial {trial} {target:.0%}: {results[0]['verdict']} "
                               f"x{results[0]['ratio']:.4f} {results[0]['seconds']} s", flush=True)
                     load.stop()
-                write_markdown(md_path, rows, truth, chosen, note, args, command)
+                write_markdown(md_path, rows, truth, chosen, note, args, "; ".join(commands))
         finally:
             load.stop()
-            write_markdown(md_path, rows, truth, chosen, note, args, command)
+            write_markdown(md_path, rows, truth, chosen, note, args, "; ".join(commands))
 
 
 if __name__ == "__main__":
