@@ -37,7 +37,8 @@ from mnbench.accuracy.metrics import wilson_interval  # noqa: E402
 from mobilenets_tf import configure  # noqa: E402
 
 FIELDS = ("seed", "alpha", "model", "epochs", "test_top1", "top1_low", "top1_high", "fp32_ms", "int8_ms",
-          "budget_ms", "adapt_search_ms", "macs", "params", "iterations", "seconds", "widths")
+          "budget_ms", "adapt_search_ms", "macs", "params", "iterations", "seconds", "widths", "finished_utc",
+          "load1")
 
 
 def write_digits(folder: Path, per_class: int) -> tuple[Path, Path]:
@@ -116,26 +117,42 @@ def one_seed(seed: int, args, train: Path, test: Path, work: Path) -> list[dict]
                          "test_top1": round(top1, 4), "top1_low": round(low, 4), "top1_high": round(high, 4),
                          "fp32_ms": round(timed["fp32"][name], 4), "int8_ms": round(timed["int8"][name], 4),
                          "budget_ms": round(budget_ms, 4), "macs": config.cost().macs,
-                         "params": config.cost().params, "widths": json.dumps(config.widths), **extra})
+                         "params": config.cost().params, "widths": json.dumps(config.widths),
+                         "finished_utc": time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime()),
+                         "load1": round(os.getloadavg()[0], 2), **extra})
             print(rows[-1], flush=True)
     return rows
 
 
-def markdown(rows: list[dict], args, seconds: float, load: tuple) -> str:
-    command = (f"python benchmarks/adapt_vs_uniform.py --seeds {args.seeds} --alphas "
-               f"{','.join(f'{a:g}' for a in args.alphas)} --resolution {args.resolution} --start-epochs "
-               f"{args.start_epochs} --long-epochs {args.long_epochs} --step {args.step} --short-steps "
-               f"{args.short_steps} --max-proposals {args.max_proposals} --per-class {args.per_class} "
-               f"--quant {args.quant} --threads {args.threads}")
-    lines = [header("NetAdapt (mnbench adapt) against uniform width scaling at equal latency", command), "",
+def paired_difference(rows: list[dict], alpha: float) -> str:
+    """Adapted minus uniform test top-1 (points), per seed, as a mean with a Student-t 95 % interval."""
+    from scipy.stats import t as student_t
+
+    by_seed = {(r["seed"], r["model"]): 100 * r["test_top1"] for r in rows if r["alpha"] == alpha}
+    seeds = sorted({seed for seed, model in by_seed if (seed, "adapted") in by_seed
+                    and (seed, "uniform") in by_seed})
+    differences = [by_seed[seed, "adapted"] - by_seed[seed, "uniform"] for seed in seeds]
+    if len(differences) < 2:
+        return f"{len(differences)} seed(s): no interval"
+    mean, spread = statistics.mean(differences), statistics.stdev(differences)
+    half = float(student_t.ppf(0.975, len(differences) - 1)) * spread / len(differences) ** 0.5
+    return (f"{mean:+.1f} points (95 % interval {mean - half:+.1f} to {mean + half:+.1f}; per seed "
+            + ", ".join(f"{d:+.1f}" for d in differences) + ")")
+
+
+def markdown(rows: list[dict], commands: list[str], seconds: float) -> str:
+    lines = [header("NetAdapt (mnbench adapt) against uniform width scaling at equal latency",
+                    commands[-1]), "",
+             "Every invocation whose rows are below, in order: " + "; ".join(f"`{c}`" for c in commands), "",
              __doc__.split("\n\n", 1)[1].split("Writes")[0].strip(), "",
-             f"Load average before/after: {load[0]:.2f} / {os.getloadavg()[0]:.2f} on 2 cores shared with "
-             "other jobs: latencies are noisy; compare the two models of a row, timed in the same rounds.",
+             "Each row records when it finished and the 1-minute load average then (2 cores): compare the "
+             "two models of a (seed, budget), timed in the same interleaved rounds.",
              "", "## Summary (mean over seeds; test top-1 on 1,000 digits)", "",
              "| budget | model | seeds | test top-1 % (per-seed range) | fp32 ms | int8 ms | "
              "adapted/uniform fp32 | adapted/uniform int8 | Mult-Adds M |",
              "|---|---|---|---|---|---|---|---|---|"]
-    for alpha in args.alphas:
+    alphas = sorted({r["alpha"] for r in rows}, reverse=True)
+    for alpha in alphas:
         for model in ("adapted", "uniform"):
             group = [r for r in rows if r["alpha"] == alpha and r["model"] == model]
             if not group:
@@ -150,10 +167,12 @@ def markdown(rows: list[dict], args, seconds: float, load: tuple) -> str:
                          f"{statistics.mean(top):.1f} "
                          f"({min(top):.1f}-{max(top):.1f}) | {fp32:.4f} | {int8:.4f} | {ratio['fp32']:.3f} | "
                          f"{ratio['int8']:.3f} | {statistics.mean(r['macs'] for r in group) / 1e6:.2f} |")
+    lines += ["", "Adapted minus uniform, test top-1, paired by seed:", ""]
+    lines += [f"- latency of alpha {alpha:g}: {paired_difference(rows, alpha)}" for alpha in alphas]
     lines += ["", "## Every run (top1_low/high: Wilson 95 % interval over the 1,000 test digits)", "",
               "| " + " | ".join(FIELDS) + " |", "|" + "---|" * len(FIELDS)]
     lines += ["| " + " | ".join(str(row.get(field, "")) for field in FIELDS) + " |" for row in rows]
-    lines += ["", f"Total time {seconds / 60:.1f} min.", ""]
+    lines += ["", f"Time of the last invocation {seconds / 60:.1f} min.", ""]
     return "\n".join(lines)
 
 
@@ -176,14 +195,18 @@ def main() -> None:
     parser.add_argument("--lut-cache", type=Path, help="latency tables to reuse (default: a fresh one)")
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     args = parser.parse_args()
-    started, load = time.perf_counter(), os.getloadavg()
+    started = time.perf_counter()
     rows = _read(args.out / "adapt_vs_uniform.csv") if args.append else []
+    commands_file = args.out / "adapt_vs_uniform_commands.txt"
+    earlier = commands_file.read_text().splitlines() if args.append and commands_file.is_file() else []
+    commands = earlier + ["python benchmarks/adapt_vs_uniform.py " + " ".join(sys.argv[1:])]
+    commands_file.write_text("\n".join(commands) + "\n")
     with tempfile.TemporaryDirectory(prefix="mnbench-avu-") as tmp:
         train, test = write_digits(Path(tmp) / "data", args.per_class)
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             rows += one_seed(seed, args, train, test, Path(tmp))
-            _write(rows, args, started, load)      # after every seed: a cut run still leaves its results
-    _write(rows, args, started, load)
+            _write(rows, args, commands, started)  # after every seed: a cut run still leaves its results
+    _write(rows, args, commands, started)
 
 
 def _read(path: Path) -> list[dict]:
@@ -192,17 +215,17 @@ def _read(path: Path) -> list[dict]:
         rows = list(csv.DictReader(file))
     for row in rows:
         for key, value in row.items():
-            if key not in ("model", "widths") and value not in ("", None):
+            if key not in ("model", "widths", "finished_utc") and value not in ("", None):
                 row[key] = float(value) if "." in value else int(value)
     return rows
 
 
-def _write(rows, args, started, load) -> None:
+def _write(rows, args, commands, started) -> None:
     with open(args.out / "adapt_vs_uniform.csv", "w", newline="") as file:
         writer = csv.DictWriter(file, FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    (args.out / "adapt_vs_uniform.md").write_text(markdown(rows, args, time.perf_counter() - started, load))
+    (args.out / "adapt_vs_uniform.md").write_text(markdown(rows, commands, time.perf_counter() - started))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ calibration photographs. Fidelity: logits against Keras. Latency: benchmarks/int
 and Google's benchmark_litert_model, interleaved rounds), with the CPU and the load recorded.
 
     python benchmarks/int8_speed.py [--rounds 3] [--versions v3-small ...]   -> results/int8_speed.{csv,md}
+    python benchmarks/int8_speed.py --auto --stems-only    + `--precision auto` (1 and 2 threads) against
+                                                             the fixed lowerings, other h-swish left out
     python benchmarks/int8_speed.py --pack DIR [--max-mib 22]     models + manifest for another CPU
     python benchmarks/int8_speed.py --merge results/int8_speed.csv OTHER.csv  -> results/int8_speed_cpus.md
 """
@@ -64,24 +66,40 @@ def stock_int8(record: dict, out: Path) -> dict:
     return {"file": path.name, "fidelity": compare(keras_reference(model, calib.images)[1], logits)}
 
 
-def requests_for(version: str) -> list[ExportRequest]:
+def requests_for(version: str, auto: bool = False, stems_only: bool = False) -> list[ExportRequest]:
     config = configure(version)
     requests = [ExportRequest(config, Quant.FP32)]
     requests += [ExportRequest(config, Quant.INT8, stem=stem) for stem in Stem]
-    if version.startswith("v3"):
+    if auto:
+        requests += [ExportRequest(config, Quant.INT8, precision="auto", threads=count) for count in (1, 2)]
+    if version.startswith("v3") and not stems_only:
         requests += [ExportRequest(config, Quant.INT8, hswish=lowering) for lowering in Lowering
                      if lowering is not Lowering.DECOMPOSED]
     return requests
 
 
-def exported_variants(versions: list[str], work: Path) -> list[dict]:
-    """Export every variant into ``work``; one manifest entry per model (fidelity and delegation included)."""
-    requests = [request for version in versions for request in requests_for(version)]
+def exported_variants(versions: list[str], work: Path, auto: bool = False, stems_only: bool = False) \
+        -> list[dict]:
+    """Export every variant into ``work``; one manifest entry per model (fidelity and delegation included).
+
+    A ``--precision auto`` model is timed only at the thread count it was decided for; its ``stem`` column
+    says so and names what it chose (a stem lowering, ``int8``: the default, or ``mixed``).
+    """
+    requests = [request for version in versions for request in requests_for(version, auto, stems_only)]
     variants = []
     for record in export_many(requests, work):
         check = record["verification"]
         fidelity = check.get("logits", check["outputs"])
-        stem = record["int8_choices"]["stem"] if record["quant"] == "int8" else "-"
+        choices = record["int8_choices"] or {}
+        stem = choices["stem"] if record["quant"] == "int8" else "-"
+        if choices.get("by") == "precision auto":
+            threads = choices["threads"]
+            variants.append({"version": record["version"], "quant": "int8",
+                             "hswish": record["hswish"] or "n/a", "threads": [threads],
+                             "stem": f"auto ({threads} thr): {choices['chosen']}, stem {stem}",
+                             "file": record["file"], "default": False, "auto": True,
+                             "cosine": round(fidelity["cosine"], 4), "sqnr_db": fidelity["sqnr_db"]})
+            continue
         variants.append({"version": record["version"], "quant": record["quant"],
                          "hswish": record["hswish"] or ("-" if record["quant"] == "fp32" else "n/a"),
                          "stem": stem, "file": record["file"], "default": record["quant"] == "int8"
@@ -104,6 +122,8 @@ def kind_of(variant: dict) -> str:
     """fp32, stock, default, or the stem lowering of a non-default h-swish-decomposed int8 model."""
     if variant["quant"] == "fp32":
         return "fp32"
+    if variant.get("auto"):
+        return "auto"
     if variant["hswish"] == "stock converter":
         return "stock"
     if variant["default"]:
@@ -136,6 +156,27 @@ def pack(variants: list[dict], work: Path, folder: Path, max_mib: float) -> None
         print("left out (size budget or kind not carried): " + ", ".join(left))
 
 
+def auto_against_fixed(rows: list[dict], tool: str) -> list[str]:
+    """Markdown: each ``--precision auto`` model against the fastest fixed int8 lowering (same version,
+    threads, tool and run)."""
+    autos = [row for row in rows if str(row["stem"]).startswith("auto")]
+    if not autos:
+        return []
+    lines = ["", f"`--precision auto --target host` against the fastest fixed int8 lowering ({tool} medians, "
+             "same run; the stock model is not a choice):", "",
+             "| version | threads | auto chose | auto ms | fastest fixed | fixed ms | auto / fixed |",
+             "|---|---:|---|---:|---|---:|---:|"]
+    for row in autos:
+        fixed = [other for other in rows if other["version"] == row["version"] and other["quant"] == "int8"
+                 and other["threads"] == row["threads"] and other["hswish"] != "stock converter"
+                 and not str(other["stem"]).startswith("auto")]
+        best = min(fixed, key=lambda other: other[f"{tool}_ms"])
+        lines.append(f"| {row['version']} | {row['threads']} | {row['stem'].split(': ', 1)[1]} | "
+                     f"{row[f'{tool}_ms']} | h-swish {best['hswish']}, stem {best['stem']} | "
+                     f"{best[f'{tool}_ms']} | {row[f'{tool}_ms'] / best[f'{tool}_ms']:.2f} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -145,6 +186,10 @@ def main() -> None:
     parser.add_argument("--pack", type=Path, help="export, then copy models and a manifest here (no timing)")
     parser.add_argument("--max-mib", type=float, default=22.0, help="size budget of --pack")
     parser.add_argument("--merge", nargs="+", type=Path, help="CSV files of several CPUs to merge")
+    parser.add_argument("--auto", action="store_true",
+                        help="also export with --precision auto (decided at 1 and at 2 threads) and time it")
+    parser.add_argument("--stems-only", action="store_true", help="leave out the other h-swish lowerings")
+    parser.add_argument("--name", default="int8_speed", help="results/NAME.{csv,md} (default int8_speed)")
     parser.add_argument("--work", type=Path, help="export folder (default: a new temporary one); up-to-date "
                                                     "models there are reused")
     args = parser.parse_args()
@@ -152,20 +197,19 @@ def main() -> None:
         print(merge(args.merge, ROOT / "results" / "int8_speed_cpus.md"))
         return
     work = args.work or Path(tempfile.mkdtemp(prefix="int8_speed_"))
-    variants = exported_variants(args.versions, work)
+    variants = exported_variants(args.versions, work, args.auto, args.stems_only)
     if args.pack:
         pack(variants, work, args.pack, args.max_mib)
         return
     times, load = time_variants(variants, work, args.rounds, google=not args.no_google)
     rows = rows_of(variants, times, load)
     out = ROOT / "results"
-    write_csv(rows, out / "int8_speed.csv")
-    stems = profile_stems(variants, work)
+    write_csv(rows, out / f"{args.name}.csv")
+    stems = profile_stems([v for v in variants if not v.get("auto")], work)
     if stems:
-        write_csv(stems, out / "int8_speed_profile.csv")
+        write_csv(stems, out / f"{args.name}_profile.csv")
     tools = ["google", "ours"] if not args.no_google else ["ours"]
-    command = "python benchmarks/int8_speed.py --rounds " + str(args.rounds) + \
-        (" --versions " + " ".join(args.versions) if args.versions != list(VERSIONS) else "")
+    command = "python benchmarks/int8_speed.py " + " ".join(sys.argv[1:])
     lines = [header("int8 vs float32 latency on this CPU", command), "",
              f"CPU flags: {rows[0]['flags']}; load average before each round and after: {rows[0]['load']} "
              "(the machine is shared: compare ratios within this run). 224x224, batch 1, XNNPACK; "
@@ -192,7 +236,8 @@ def main() -> None:
                   "|---|---|---|---:|---:|---:|---:|---:|"]
         lines += [f"| {s['quant']} | {s['hswish']} | {s['stem']} | {s['stem_ms']} | {s['dequantize_ms']} | "
                   f"{s['block01_ms']} | {s['block02_ms']} | {s['whole_ms']} |" for s in stems]
-    (out / "int8_speed.md").write_text("\n".join(lines) + "\n")
+    lines += auto_against_fixed(rows, tools[0])
+    (out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -61,16 +61,22 @@ def time_variants(variants: list[dict], folder: Path, rounds: int, threads: tupl
     """{(file, threads, tool): [(median, p5, min ms) per round]} and the load average before each round and
     after the last. The minimum and the 5th percentile are the figures a loaded machine disturbs least."""
     tools = {"ours": ours_ms, **({"google": google_ms} if google else {})}
-    times = {(v["file"], t, tool): [] for v in variants for t in threads for tool in tools}
+    times = {(v["file"], t, tool): [] for v in variants for t in counts(v, threads) for tool in tools}
     load = []
     for _ in range(rounds):
         load.append(round(os.getloadavg()[0], 2))
         for variant in variants:
-            for count in threads:
+            for count in counts(variant, threads):
                 for tool, measure in tools.items():
                     times[(variant["file"], count, tool)].append(measure(folder / variant["file"], count))
     load.append(round(os.getloadavg()[0], 2))
     return times, load
+
+
+def counts(variant: dict, threads: tuple[int, ...]) -> tuple[int, ...]:
+    """The thread counts a variant is timed at: a ``--precision auto`` model only at the one it was decided
+    for (``variant["threads"]``)."""
+    return tuple(variant["threads"]) if variant.get("threads") else threads
 
 
 def profile_stems(variants: list[dict], folder: Path, threads: int = 1) -> list[dict]:
@@ -96,7 +102,7 @@ def rows_of(variants: list[dict], times: dict, load: list, threads: tuple[int, .
     rows = []
     for variant in variants:
         fp32 = next(v for v in variants if v["version"] == variant["version"] and v["quant"] == "fp32")
-        for count in threads:
+        for count in counts(variant, threads):
             row = {**{k: variant[k] for k in ("version", "quant", "hswish", "stem")}, "threads": count}
             for tool in tools:
                 for stat, column in ((0, ""), (1, "_p5"), (2, "_min")):
