@@ -86,3 +86,41 @@ def test_adapt_meets_a_host_budget_and_its_output_exports(shapes, tmp_path, adb_
                                "--runs", "3", "--min-secs", "0", "--cooldown-max-wait", "0", "--json")
     assert code == 0, stderr
     assert [row["status"] for row in json.loads(stdout)] == ["ok", "ok"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_the_model_chosen_so_far_and_the_trace(shapes, tmp_path):
+    """Ctrl-C in the middle of the search: exit 130, and OUT holds the last chosen model (weights and
+    configuration) and the trace of every proposal decided before it."""
+    import signal
+
+    from .test_faults import start, wait_for
+
+    out, log = tmp_path / "adapted", tmp_path / "stderr.txt"
+    process = start(["adapt", "--version", "v3-small", "--alpha", "0.35", "--resolution", "32",
+                     "--data", shapes, "--budget-ratio", "0.3", "--quant", "fp32", "--step", "0.05",
+                     "--short-steps", "1", "--max-proposals", "2", "--long-epochs", "1", "--batch-size", "16",
+                     "--lut-cache", tmp_path / "lut", "--out", out], tmp_path, log)
+
+    def chosen() -> list[dict]:
+        if not (out / "trace.csv").is_file():
+            return []
+        with open(out / "trace.csv", newline="") as file:
+            return [row for row in csv.DictReader(file) if row["iteration"] != "0" and row["chosen"] == "1"]
+
+    try:
+        wait_for(lambda: chosen() or process.poll() is not None, 900, "a first chosen proposal")
+        assert process.poll() is None, log.read_text()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(120) == 130, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    stderr = log.read_text()
+    assert "Traceback" not in stderr and stderr.rstrip().endswith("mnbench: interrupted")
+    last = chosen()[-1]                    # what was chosen before the signal took effect
+    sidecar = json.loads((out / "adapted.weights.json").read_text())
+    assert "interrupted" in sidecar["training"]["adapt"]
+    code, stdout, _ = run("info", "--weights", str(out / "adapted.weights.h5"), "--json")
+    assert code == 0 and json.loads(stdout)["widths_set"] == json.loads(last["widths"])
+    assert not (out / "adapt.json").exists()  # no result claims a finished run

@@ -225,3 +225,30 @@ def test_phone_target_alternates_the_two_models_on_the_loopback_device(small_and
     assert all(item.heavy is None for item in result.processes)  # the host's load is not the phone's
     with pytest.raises(Exception, match="different file names"):
         run_gate(model_a, model_a, GateSettings(), loopback_device.serial, runner)
+
+
+def test_ab_command_on_the_loopback_phone(small_and_big, loopback_device, adb_home, tmp_path):
+    """`mnbench ab --target SERIAL` from the command line: the default engine alternates A and B on the
+    phone (benchmark_model over the real ADB protocol), stores the runs and gives a verdict."""
+    import shutil
+
+    from tests.loopback_adb.fixtures import FAKE_BENCHMARK
+
+    model_a, model_b = tmp_path / "a.tflite", tmp_path / "b.tflite"
+    shutil.copy(small_and_big[0], model_a)
+    shutil.copy(small_and_big[1], model_b)
+    phone = ["--target", loopback_device.serial, "--benchmark-binary", str(FAKE_BENCHMARK),
+             "--results", str(tmp_path / "runs"), "--runs", "3", "--min-secs", "0"]
+    code, out, err = run("ab", str(model_a), str(model_b), *phone, "--seed", "5", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    calls = [json.loads(line)["argv"][0].rsplit("/", 1)[1] for line in
+             loopback_device.host_path("/.loopback/fake_benchmark_calls.jsonl").read_text().splitlines()]
+    assert result["engine"] == "interleaved" and result["target"] == loopback_device.serial
+    assert len(calls) == 2 * len(result["processes"]) >= 2 * sequential.FIRST_LOOK
+    assert sorted(calls[:2]) == ["a.tflite", "b.tflite"] and calls[0::2] != [calls[0]] * (len(calls) // 2)
+    # the fake tool prints the same figures for every model, so B/A is exactly 1
+    assert result["ratio"] == 1.0 and result["verdict"] == "unchanged"
+    assert len(list((tmp_path / "runs").glob("*/rows.csv"))) == len(result["processes"])  # runs stored
+    code, out, err = run("ab", str(model_a), str(model_a), *phone)
+    assert code == 2 and out == "" and "different file names" in err and err.count("\n") == 1
