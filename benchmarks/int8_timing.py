@@ -153,7 +153,7 @@ def merge(paths: list[Path], out: Path) -> str:
         group["runs"].append(f"LiteRT {rows[0].get('litert')}, commit {rows[0]['commit']}, "
                              f"{rows[0]['date']}, "
                              f"load average per round {rows[0]['load']}")
-        group["rows"].update({tuple(str(row[k]) for k in KEY): row for row in rows})
+        group["rows"].update({tuple(str(row[k]) for k in KEY): {**row, "source": path.name} for row in rows})
     keys = list(dict.fromkeys(key for group in groups.values() for key in group["rows"]))
     shown = " ".join(str(p.resolve().relative_to(ROOT)) if p.resolve().is_relative_to(ROOT) else str(p)
                      for p in paths)
@@ -163,7 +163,8 @@ def merge(paths: list[Path], out: Path) -> str:
              "ratios are to the float32 model of the same version, same tool, same run. ms = Google's "
              "`benchmark_litert_model`; p5, min = its 5th percentile and minimum (least disturbed by load); "
              "ours = mnbench's "
-             "host worker.", ""]
+             "host worker. Where a CPU has several files, a row measured in both comes from the later "
+             "file (`from`); each ratio is to the float32 model of its own file's run.", ""]
     for number, (cpu, group) in enumerate(groups.items(), 1):
         lines.append(f"- CPU {number}: {cpu}: " + "; ".join(f"`{name}` ({run})"
                                                          for name, run in zip(group["files"], group["runs"])))
@@ -175,19 +176,19 @@ def merge(paths: list[Path], out: Path) -> str:
     tables = list(groups)
     lines += ["", "| version | quant | h-swish | stem | threads | " +
               " | ".join(f"CPU {n} ms (/fp32) | CPU {n} p5 /fp32 | CPU {n} min /fp32 | "
-                         f"CPU {n} ours ms (/fp32)" for n in range(1, len(tables) + 1)) + " |",
-              "|---|---|---|---|---:|" + "---:|---:|---:|---:|" * len(tables)]
+                         f"CPU {n} ours ms (/fp32) | CPU {n} from" for n in range(1, len(tables) + 1)) + " |",
+              "|---|---|---|---|---:|" + "---:|---:|---:|---:|---|" * len(tables)]
     for key in keys:
         cells = []
         for table in index:
             row = table.get(key)
             if row is None:
-                cells += ["not measured"] * 4
+                cells += ["not measured"] * 4 + ["-"]
                 continue
             google = row.get("google_ms")
             cells += [f"{google} ({row['google_ratio']})" if google else "-",
                       row.get("google_p5_ratio") or "-", row.get("google_min_ratio") or "-",
-                      f"{row['ours_ms']} ({row['ours_ratio']})"]
+                      f"{row['ours_ms']} ({row['ours_ratio']})", f"`{row['source']}`"]
         lines.append("| " + " | ".join(key) + " | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     out.write_text(text)
