@@ -34,8 +34,9 @@ from .errors import BenchError, BenchInputError
 from . import stats
 from .host import HostParams, host_description, run_worker, runtime_version
 
-__all__ = ["ABError", "ABResult", "ABSettings", "MIN_ROUNDS", "Measurement", "Round", "host_runner",
-           "model_columns_checked", "paired_ratio_ci", "round_orders", "run_ab", "signed_rank_lower_index"]
+__all__ = ["ABError", "ABResult", "ABSettings", "ABVerdict", "MIN_ROUNDS", "Measurement", "Round",
+           "host_runner", "model_columns_checked", "paired_ratio_ci", "round_orders", "run_ab",
+           "signed_rank_lower_index"]
 
 MIN_ROUNDS = 6  # fewest rounds whose widest Wilcoxon interval [min d, max d] still has >= 95 % coverage
 EXACT_MAX_ROUNDS = 100  # above this, signed-rank quantiles come from the normal approximation
@@ -104,8 +105,9 @@ class Round:
 
 
 @dataclass(frozen=True)
-class ABResult:
-    """The outcome of :func:`run_ab`; ``ratio`` > 1 means B is slower."""
+class ABVerdict:
+    """What both A/B engines report: the two models, where they ran, and B/A (> 1: B is slower) with its
+    interval and verdict. :class:`ABResult` (fixed rounds) and ``interleave.GateResult`` add their own."""
 
     model_a: str
     model_b: str
@@ -116,19 +118,38 @@ class ABResult:
     runtime: str
     threads: int
     delegate: str
-    rounds: tuple[Round, ...]
     ratio: float
     ci_low: float
     ci_high: float
     verdict: str
     threshold: float
     confidence: float
-    sample_level: dict | None = field(default=None)  # pooled-runs bootstrap, for diagnosis only
+
+    @staticmethod
+    def identity(columns: Sequence[dict], target: str, threads: int, xnnpack: bool) -> dict:
+        """The fields naming the two models (``model_columns_checked``) and the target."""
+        return {"model_a": columns[0]["model"], "model_b": columns[1]["model"],
+                "sha256_a": columns[0]["model_sha256"], "sha256_b": columns[1]["model_sha256"],
+                "target": target,
+                "target_desc": host_description() if target == "host" else {"serial": target},
+                "runtime": runtime_version() if target == "host" else "benchmark_model", "threads": threads,
+                "delegate": "xnnpack" if xnnpack else "cpu"}
 
     def as_dict(self) -> dict:
         """JSON-ready dict, starting with ``verdict``, ``ratio``, ``ci_low``, ``ci_high``."""
-        data = {"verdict": self.verdict, "ratio": self.ratio, "ci_low": self.ci_low, "ci_high": self.ci_high,
+        return {"verdict": self.verdict, "ratio": self.ratio, "ci_low": self.ci_low, "ci_high": self.ci_high,
                 **asdict(self)}
+
+
+@dataclass(frozen=True)
+class ABResult(ABVerdict):
+    """The outcome of :func:`run_ab`: the verdict and its rounds."""
+
+    rounds: tuple[Round, ...] = ()
+    sample_level: dict | None = field(default=None)  # pooled-runs bootstrap, for diagnosis only
+
+    def as_dict(self) -> dict:
+        data = super().as_dict()
         data["rounds"] = [{**asdict(item), "ratio": item.ratio} for item in self.rounds]
         data["method"] = "Hodges-Lehmann ratio of per-round medians, Wilcoxon signed-rank interval"
         return data
@@ -209,13 +230,10 @@ def _result(columns: list[dict], rounds: list[Round], measured: list[dict], sett
     ratio, low, high = paired_ratio_ci(a_medians, b_medians, settings.confidence)
     verdict = stats.verdict(ratio, low, high, settings.threshold)
     return ABResult(
-        model_a=columns[0]["model"], model_b=columns[1]["model"], sha256_a=columns[0]["model_sha256"],
-        sha256_b=columns[1]["model_sha256"], target=target,
-        target_desc=host_description() if target == "host" else {"serial": target},
-        runtime=runtime_version() if target == "host" else "benchmark_model", threads=settings.threads,
-        delegate="xnnpack" if settings.params.xnnpack else "cpu", rounds=tuple(rounds), ratio=ratio,
-        ci_low=low, ci_high=high, verdict=verdict, threshold=settings.threshold,
-        confidence=settings.confidence, sample_level=_sample_level(measured, settings.confidence))
+        **ABVerdict.identity(columns, target, settings.threads, settings.params.xnnpack),
+        rounds=tuple(rounds), ratio=ratio, ci_low=low, ci_high=high, verdict=verdict,
+        threshold=settings.threshold, confidence=settings.confidence,
+        sample_level=_sample_level(measured, settings.confidence))
 
 
 def _sample_level(measured: list[dict], confidence: float) -> dict | None:

@@ -27,16 +27,16 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from . import noise, sequential, stats
-from .ab import ABError, model_columns_checked
+from .ab import ABError, ABVerdict, model_columns_checked
 from .errors import BenchError
-from .host import HostParams, host_description, run_pair_worker, runtime_version
+from .host import HostParams, run_pair_worker
 
 __all__ = ["GateResult", "GateSettings", "PAIR_PARAMS", "PairMeasurement", "ProcessResult", "hodges_lehmann",
            "host_pair_runner", "noise_summary", "phone_pair_runner", "process_log_ratio", "run_gate",
@@ -105,37 +105,21 @@ class ProcessResult:
 
 
 @dataclass(frozen=True)
-class GateResult:
-    """The outcome of :func:`run_gate`; ``ratio`` > 1 means B is slower."""
+class GateResult(ABVerdict):
+    """The outcome of :func:`run_gate`: the verdict, its processes and the look that decided it."""
 
-    model_a: str
-    model_b: str
-    sha256_a: str | None
-    sha256_b: str | None
-    target: str
-    target_desc: dict
-    runtime: str
-    threads: int
-    delegate: str
-    processes: tuple[ProcessResult, ...]
-    ratio: float
-    ci_low: float
-    ci_high: float
-    verdict: str
-    threshold: float
-    confidence: float
-    look: int
-    look_level: float
-    spread: float
-    seconds: float
-    max_secs: float
-    why: str | None
+    look: int = 0
+    look_level: float = 0.0
+    spread: float = 0.0
+    seconds: float = 0.0
+    max_secs: float = 0.0
+    why: str | None = None
+    processes: tuple[ProcessResult, ...] = ()
     within_process: dict = field(default_factory=dict)
     engine: str = "interleaved"
 
     def as_dict(self) -> dict:
-        data = {"verdict": self.verdict, "ratio": self.ratio, "ci_low": self.ci_low, "ci_high": self.ci_high,
-                **asdict(self)}
+        data = super().as_dict()
         data["method"] = ("randomized interleaved pairs in fresh processes; Student-t interval of the "
                           "per-process log ratios with alpha-spending over looks (device_bench.sequential)")
         return data
@@ -249,13 +233,9 @@ def run_gate(model_a: Path, model_b: Path, settings: GateSettings = GateSettings
         verdict = "noisy"
         why = why_noisy(interval, processes, settings, seconds)
     return GateResult(
-        model_a=columns[0]["model"], model_b=columns[1]["model"], sha256_a=columns[0]["model_sha256"],
-        sha256_b=columns[1]["model_sha256"], target=target,
-        target_desc=host_description() if target == "host" else {"serial": target},
-        runtime=runtime_version() if target == "host" else "benchmark_model", threads=settings.threads,
-        delegate="xnnpack" if settings.params.xnnpack else "cpu", processes=tuple(processes),
-        ratio=interval.ratio, ci_low=interval.low, ci_high=interval.high, verdict=verdict,
-        threshold=settings.threshold, confidence=settings.confidence, look=interval.look,
+        **ABVerdict.identity(columns, target, settings.threads, settings.params.xnnpack),
+        processes=tuple(processes), ratio=interval.ratio, ci_low=interval.low, ci_high=interval.high,
+        verdict=verdict, threshold=settings.threshold, confidence=settings.confidence, look=interval.look,
         look_level=interval.level, spread=interval.spread, seconds=seconds, max_secs=settings.max_secs,
         why=why, within_process=within_process_interval(measured_all, settings.confidence))
 
