@@ -145,7 +145,7 @@ class ABVerdict:
 class ABResult(ABVerdict):
     """The outcome of :func:`run_ab`: the verdict and its rounds."""
 
-    rounds: tuple[Round, ...] = ()
+    rounds: tuple[Round, ...]
     sample_level: dict | None = field(default=None)  # pooled-runs bootstrap, for diagnosis only
 
     def as_dict(self) -> dict:

@@ -108,13 +108,13 @@ class ProcessResult:
 class GateResult(ABVerdict):
     """The outcome of :func:`run_gate`: the verdict, its processes and the look that decided it."""
 
-    look: int = 0
-    look_level: float = 0.0
-    spread: float = 0.0
-    seconds: float = 0.0
-    max_secs: float = 0.0
-    why: str | None = None
-    processes: tuple[ProcessResult, ...] = ()
+    look: int
+    look_level: float
+    spread: float
+    seconds: float
+    max_secs: float
+    why: str | None
+    processes: tuple[ProcessResult, ...]
     within_process: dict = field(default_factory=dict)
     engine: str = "interleaved"
 
