@@ -220,12 +220,20 @@ def bench_ctrl_c_keeps_finished(tmp_path):
     log = tmp_path / "stderr.txt"
     process = start(["bench", *models, "--runs", "1", "--min-secs", "2", "--results", tmp_path / "runs"],
                     tmp_path, log)
+    second_worker = f'device_bench.host_worker {{"model": "{models[1]}"'  # its command line
     try:
-        wait_for(lambda: len(stored(tmp_path / "runs")) == 1, 90, "the first model's row is stored")
+        wait_for(lambda: pids_with(second_worker), 90, "the second model's worker started")
+        for pid in pids_with(second_worker):  # paused, so Ctrl-C lands mid-run however busy the machine
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        assert [row["model"] for row in stored(tmp_path / "runs")] == ["a.tflite"]
         process.send_signal(signal.SIGINT)
-        assert process.wait(30) == 130
+        assert process.wait(30) == 130, log.read_text()
     finally:
         process.kill()
+        for pid in pids_with(second_worker):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
     assert [row["model"] for row in stored(tmp_path / "runs")] == ["a.tflite"]
     assert "finished run(s) are stored" in log.read_text()
 

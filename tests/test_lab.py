@@ -192,7 +192,7 @@ def test_a_phone_killed_mid_run_fails_alone(lab, models, tmp_path):
 def test_ctrl_c_mid_matrix_keeps_rows_and_cleans_every_phone(lab, tmp_path):
     phones = lab.phones[:4]
     for phone in phones:
-        phone.set_benchmark("ok", delay_s=0.6)
+        phone.set_benchmark("ok", delay_s=1.5)  # after the first ok, >= 4.5 s of runs are left to interrupt
     models = [tiny_model(tmp_path / "models" / f"m{index}.tflite") for index in range(4)]
     process = spawn("device", *servers_args(lab), *(f"--serial={p.serial}" for p in phones), *models,
                     "--results", tmp_path / "r", *FAST)
