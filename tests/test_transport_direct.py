@@ -269,7 +269,7 @@ def test_timeout_is_command_timeout_and_leaves_no_process(loopback_device, adb_k
     started = time.monotonic()
     with pytest.raises(CommandTimeout) as raised:
         transport.shell("echo begin; sleep 31.4159", timeout_s=1)
-    assert 0.9 < time.monotonic() - started < 3
+    assert 0.9 < time.monotonic() - started < 10  # not the 31 s sleep
     assert raised.value.timeout_s == 1 and "sleep 31.4159" in raised.value.cmd
     assert wait_until_no_process("sleep 31.4159") == []
     assert transport.shell("echo next", timeout_s=5).stdout == "next\n"

@@ -200,7 +200,7 @@ def test_timeout_through_the_server_leaves_no_process(google_adb, served_loopbac
     started = time.monotonic()
     with pytest.raises(CommandTimeout):
         transport.shell("sleep 27.1828", timeout_s=1)
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 10  # not the 27 s sleep
     assert wait_until_no_process("sleep 27.1828") == []
 
 

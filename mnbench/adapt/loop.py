@@ -101,7 +101,24 @@ def adapt(config: ModelConfig, data, out: Path, device: Target, table: LatencyTa
           weights: Path | None = None, budget_ms: float | None = None, budget_ratio: float | None = None,
           options: AdaptOptions = AdaptOptions(), progress: bool = True, log=print) -> dict:
     """Adapt ``config`` (and ``weights``) to the latency budget on ``device``; write the outputs in
-    ``out``."""
+    ``out``.
+
+    On Ctrl-C after the starting model is measured, ``out`` keeps the trace and ``adapted.weights.h5``: the
+    last model chosen (the start before the first choice), without the long fine-tune until that has run.
+    The working folder ``out/.work`` is removed however the run ends.
+    """
+    work = Path(out) / ".work"
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        return _adapt(config, data, Path(out), work, device, table, weights, budget_ms, budget_ratio, options,
+                      progress, log)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _adapt(config: ModelConfig, data, out: Path, work: Path, device: Target, table: LatencyTable,
+           weights: Path | None, budget_ms: float | None, budget_ratio: float | None, options: AdaptOptions,
+           progress: bool, log) -> dict:
     from mobilenets_tf.builder import build_from_config  # first: imports TensorFlow quietly
 
     import keras
@@ -113,9 +130,6 @@ def adapt(config: ModelConfig, data, out: Path, device: Target, table: LatencyTa
     from .carry import carry_weights, norm_removed
     from .training import ShortTraining
 
-    out = Path(out)
-    work = out / ".work"
-    work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     trace = Trace(out / "trace.csv")
     finetune_options = FinetuneOptions(epochs=options.long_epochs, batch_size=options.batch_size,
@@ -143,11 +157,11 @@ def adapt(config: ModelConfig, data, out: Path, device: Target, table: LatencyTa
         write_sidecar(path, config_now, data.class_names, {"adapt": note, "data": data.source})
 
     try:
-        while not budget.met(current_ms):
-            iteration += 1
-            if iteration > options.max_iterations:
+        while not budget.met(current_ms):   # ``iteration``: the iterations done (a model chosen in each)
+            if iteration >= options.max_iterations:
                 stop = f"stopped after {options.max_iterations} iterations"
                 break
+            number = iteration + 1
             target_ms = budget.target(current_ms)
             found = search(current, current_ms, target_ms, table, device)
             if not found:
@@ -157,7 +171,7 @@ def adapt(config: ModelConfig, data, out: Path, device: Target, table: LatencyTa
                 found = sorted(found, key=lambda pair: norm_removed(model, current, pair[0].key,
                                                                     pair[0].width))[:options.max_proposals]
             rows = []
-            for proposal, estimate in tqdm(found, desc=f"iteration {iteration}", unit="proposal",
+            for proposal, estimate in tqdm(found, desc=f"iteration {number}", unit="proposal",
                                            disable=not progress, leave=False):
                 candidate = build_from_config(proposal.config)
                 carry_weights(model, candidate, proposal.config)
@@ -169,29 +183,37 @@ def adapt(config: ModelConfig, data, out: Path, device: Target, table: LatencyTa
             measured = device.whole_ms({"chosen": chosen["proposal"].config})["chosen"]
             for row in rows:
                 proposal = row["proposal"]
-                trace.add(iteration=iteration, proposal=f"{proposal.key}={proposal.width}",
+                trace.add(iteration=number, proposal=f"{proposal.key}={proposal.width}",
                           layers_changed=" ".join(sorted(touched(current, proposal.config))),
                           widths=json.dumps(proposal.config.widths), latency_target_ms=f"{target_ms:.4f}",
                           latency_estimated_ms=f"{row['estimate']:.4f}",
                           latency_measured_ms=f"{measured:.4f}" if row is chosen else "",
                           short_top1=f"{row['top1']:.4f}", objective=f"{row['objective']:.5g}",
                           chosen=int(row is chosen))
-            current, current_ms, current_top1 = chosen["proposal"].config, measured, chosen["top1"]
-            model = chosen["model"]
-            log(f"iteration {iteration}: {chosen['proposal'].key}={chosen['proposal'].width}, estimated "
+            # one assignment, so a Ctrl-C never pairs one iteration's widths with another's model
+            current, current_ms, current_top1, model, iteration = (
+                chosen["proposal"].config, measured, chosen["top1"], chosen["model"], number)
+            log(f"iteration {number}: {chosen['proposal'].key}={chosen['proposal'].width}, estimated "
                 f"{chosen['estimate']:.3f} ms, measured {measured:.3f} ms, "
                 f"short-term top-1 {current_top1:.3f} ({len(rows)} proposals)")
     except KeyboardInterrupt:
-        save(model, current, out / "adapted.weights.h5", f"interrupted at iteration {iteration}: the last "
-             "chosen model after its short fine-tune, without the long fine-tune")
-        log(f"interrupted: {out / 'adapted.weights.h5'} holds the model of iteration {iteration - 1}; "
+        save(model, current, out / "adapted.weights.h5", f"interrupted in iteration {iteration + 1}: the "
+             "last chosen model after its short fine-tune, without the long fine-tune")
+        log(f"interrupted: {out / 'adapted.weights.h5'} holds the model of iteration {iteration}; "
             f"trace in {out / 'trace.csv'}")
         raise
-    carried = work / "adapted-short.weights.h5"
-    save(model, current, carried, f"after {iteration} iterations, before the long fine-tune")
+    note = f"after {iteration} iterations, before the long fine-tune"
+    save(model, current, out / "adapted.weights.h5", f"{note} (not run yet, or interrupted)")
+    carried = work / "adapted-short.weights.h5"   # the long fine-tune starts from here and replaces the above
+    save(model, current, carried, note)
     keras.backend.clear_session()
-    trained = finetune(current, data, out / "adapted.weights.h5", weights=carried, options=finetune_options,
-                       force=True)
+    try:
+        trained = finetune(current, data, out / "adapted.weights.h5", weights=carried,
+                           options=finetune_options, force=True)
+    except KeyboardInterrupt:
+        log(f"interrupted: {out / 'adapted.weights.h5'} holds the model of iteration {iteration}, without "
+            f"the long fine-tune; trace in {out / 'trace.csv'}")
+        raise
     final = {"adapted": current, "start": config}
     final.update({f"uniform a{alpha:g}": configure(config.version, alpha, config.resolution,
                                                    config.num_classes, knobs=config.knobs)
@@ -207,5 +229,4 @@ def adapt(config: ModelConfig, data, out: Path, device: Target, table: LatencyTa
               "target": device.name, "quant": device.quant, "threads": device.threads,
               "options": dataclasses.asdict(options), "seconds": round(time.perf_counter() - started, 1)}
     (out / "adapt.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    shutil.rmtree(work, ignore_errors=True)
     return result
