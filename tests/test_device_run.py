@@ -310,7 +310,7 @@ def test_parallel_devices_one_unauthorized_one_unreachable(loopback_factory, adb
     first, second = loopback_factory(), loopback_factory()
     refusing = loopback_factory(reject_auth=True)
     for device in (first, second):
-        device.set_benchmark("ok", delay_s=0.8)
+        device.set_benchmark("ok", delay_s=3)  # long enough to overlap on a loaded runner
     unreachable = f"127.0.0.1:{free_port()}"
     serials = [first.serial, second.serial, refusing.serial, unreachable]
     run = benchmark_devices(serials, [tiny_model(tmp_path / "m.tflite")], settings=FAST,
