@@ -36,16 +36,18 @@ STEM_LAYER = "stem"
 
 
 def default_stem(config) -> Stem:
-    """float where the stem's activation is h-swish (V3), else conv (V1/V2: ReLU6 fused into the convolution).
+    """float where the stem's activation is h-swish (V3), else s2d (V1/V2: ReLU6 fused into the convolution).
 
-    A float stem pays a DEQUANTIZE before it and a QUANTIZE after it. It wins where the int8 stem also
-    carries a decomposed h-swish (ADD, MUL, MUL over the largest activation) and where XNNPACK's int8 kernel
-    for it is slow (AMX). On AVX512-VNNI without AMX (AMD Zen 4) the int8 stem is faster, but V3 stays well
-    under 0.8x float32 either way, while V1/V2 would lose 10 % there (results/int8_speed.md).
+    Chosen as the lowering that is slowest by the least on the two x86 CPUs measured (Google's tool, whole
+    models, results/int8_speed_cpus.md). V3: float is fastest on an AMX Xeon (10-20 % ahead of conv) and
+    within 2 % of the fastest on AMD Zen 4. V1/V2: on the Xeon float is fastest and conv slowest (by up to
+    11 %), on AMD float is slowest (by up to 10 %) and conv and s2d tie; s2d is within 6 % of the fastest on
+    both. A float stem pays a DEQUANTIZE before it and a QUANTIZE after it; s2d a SPACE_TO_DEPTH (and falls
+    back to conv where the input is not of even size).
     """
     from mobilenets_tf.specs import Act
 
-    return Stem.FLOAT if getattr(config.plan().layers[0], "activation", None) is Act.HSWISH else Stem.CONV
+    return Stem.FLOAT if getattr(config.plan().layers[0], "activation", None) is Act.HSWISH else Stem.S2D
 
 
 def effective_stem(model, requested: Stem) -> tuple[Stem, dict]:

@@ -52,8 +52,8 @@ def test_s2d_kernel_computes_the_same_convolution(size):
 def test_default_stem_follows_the_stem_activation():
     assert default_stem(configure("v3-small")) is Stem.FLOAT
     assert default_stem(configure("v3-large")) is Stem.FLOAT
-    assert default_stem(configure("v1")) is Stem.CONV and default_stem(configure("v2", 0.35, 96)) is Stem.CONV
-    assert default_stem(configure("v3-small", knobs={"activation": "relu"})) is Stem.CONV
+    assert default_stem(configure("v1")) is Stem.S2D and default_stem(configure("v2", 0.35, 96)) is Stem.S2D
+    assert default_stem(configure("v3-small", knobs={"activation": "relu"})) is Stem.S2D
 
 
 @pytest.fixture(scope="module")

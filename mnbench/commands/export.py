@@ -40,7 +40,7 @@ QUANTS = tuple(quant.value for quant in Quant)
 @click.option("--stem", type=click.Choice([stem.value for stem in Stem]),
               help="How int8 models lower the first convolution (3x3/2 on 3 channels): float = kept "
                    "float32, quantized after it; conv = int8 as built; s2d = space-to-depth + 2x2 int8 "
-                   "convolution. Default: float for V3 (h-swish stem), conv for V1/V2.")
+                   "convolution. Default: float for V3 (h-swish stem), s2d for V1/V2.")
 @click.option("--precision", type=click.Choice(["int8", "auto"]), default="int8", show_default=True,
               help="int8: every block int8; auto: blocks the target runs faster in float32 stay float32.")
 @click.option("--float-blocks", default="", metavar="BLOCK[,BLOCK...]",
