@@ -71,9 +71,8 @@ def test_top1(config, weights: Path, test: Path) -> float:
 def one_seed(seed: int, args, train: Path, test: Path, work: Path) -> list[dict]:
     import keras
 
-    from mnbench.adapt.latency import LatencyTable, Target
+    from mnbench.adapt.latency import LatencyTable, Target, timing_provenance
     from mnbench.adapt.loop import AdaptOptions, adapt
-    from export.pipeline import tool_versions
 
     keras.backend.clear_session()
     data = datasets.load(train)
@@ -84,7 +83,7 @@ def one_seed(seed: int, args, train: Path, test: Path, work: Path) -> list[dict]
     finetune(start, data, start_weights, options=options, force=True)
     search = Target("host", args.quant, args.threads, work / "search")
     table = LatencyTable(args.lut_cache or work / "lut", "host", "v3-small", args.quant, args.threads,
-                         tool_versions())
+                         timing_provenance())
     rows = []
     for alpha in args.alphas:
         uniform = configure("v3-small", alpha, args.resolution, classes)

@@ -38,12 +38,12 @@ STEM_LAYER = "stem"
 def default_stem(config) -> Stem:
     """float where the stem's activation is h-swish (V3), else s2d (V1/V2: ReLU6 fused into the convolution).
 
-    Chosen as the lowering that is slowest by the least on the two x86 CPUs measured (Google's tool, whole
-    models, results/int8_speed_cpus.md). V3: float is fastest on an AMX Xeon (10-20 % ahead of conv) and
-    within 2 % of the fastest on AMD Zen 4. V1/V2: on the Xeon float is fastest and conv slowest (by up to
-    11 %), on AMD float is slowest (by up to 10 %) and conv and s2d tie; s2d is within 6 % of the fastest on
-    both. A float stem pays a DEQUANTIZE before it and a QUANTIZE after it; s2d a SPACE_TO_DEPTH (and falls
-    back to conv where the input is not of even size).
+    Chosen as the lowering whose worst case over the two x86 CPUs measured is the smallest (Google's tool,
+    whole models, results/int8_speed_cpus.md, docs/int8.md "The default"). V3: float is fastest on an AMX
+    Xeon (7-20 % ahead of conv) and within 3 % of the fastest on AMD Zen 4. V1/V2: on the Xeon float is
+    fastest and conv slowest (by up to 11 %); on AMD float loses up to 10 % and s2d up to 4 %; s2d is within
+    6 % of the fastest on both. A float stem pays a DEQUANTIZE before it and a QUANTIZE after it; s2d a
+    SPACE_TO_DEPTH (and falls back to conv where the input is not of even size).
     """
     from mobilenets_tf.specs import Act
 

@@ -6,6 +6,7 @@ fine-tuned, the chosen one measured whole, a long fine-tune, then export and inf
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -119,28 +120,78 @@ def test_ctrl_c_keeps_the_model_chosen_so_far_and_the_trace(shapes, tmp_path):
             process.kill()
     stderr = log.read_text()
     assert "Traceback" not in stderr and stderr.rstrip().endswith("mnbench: interrupted")
-    last = chosen()[-1]                    # what was chosen before the signal took effect
     sidecar = json.loads((out / "adapted.weights.json").read_text())
-    assert "interrupted" in sidecar["training"]["adapt"]
+    note = re.fullmatch(r"interrupted after (\d+) iterations: .*", sidecar["training"]["adapt"])
+    assert note, sidecar["training"]["adapt"]
+    kept = int(note.group(1))    # the trace may hold one more chosen row: the signal can land in between
+    assert kept in (len(chosen()), len(chosen()) - 1)
+    expected = json.loads(chosen()[kept - 1]["widths"]) if kept else {}
     code, stdout, _ = run("info", "--weights", str(out / "adapted.weights.h5"), "--json")
-    assert code == 0 and json.loads(stdout)["widths_set"] == json.loads(last["widths"])
+    assert code == 0 and json.loads(stdout)["widths_set"] == expected
     assert not (out / "adapt.json").exists()  # no result claims a finished run
     assert not (out / ".work").exists()
 
 
-def test_ctrl_c_in_the_long_fine_tune_keeps_the_chosen_model(shapes, tmp_path, monkeypatch):
-    """Ctrl-C once the search is over: the chosen model is in OUT (not only in the working folder, which
-    goes), described as not long-fine-tuned; no adapt.json claims a finished run."""
-    from mnbench.accuracy import datasets, finetune as finetune_module
+class MacsTarget:
+    """A stand-in target whose latency is the model's multiply-adds (1 ms per million); from its
+    ``fail_at``-th whole-model timing on, the connection is lost, as with a phone unplugged mid-search."""
+
+    name, quant, threads = "macs", "fp32", 1
+
+    def __init__(self, fail_at: int | None = None):
+        self.whole_timings, self.fail_at = 0, fail_at
+
+    def blocks_us(self, config):
+        rows = config.cost().rows
+        return {layer.name: sum(row.macs for row in rows
+                                if row.name == layer.name or row.name.startswith(f"{layer.name}_")) / 1000
+                for layer in config.plan().layers}
+
+    def whole_ms(self, configs):
+        from device_bench.errors import ConnectionLost
+
+        self.whole_timings += 1
+        if self.fail_at is not None and self.whole_timings >= self.fail_at:
+            raise ConnectionLost("connection lost: the phone went away")
+        return {name: config.cost().macs / 1e6 for name, config in configs.items()}
+
+
+def adapt_in_process(shapes, out: Path, target: MacsTarget, max_iterations: int) -> list[str]:
+    """``mnbench.adapt.loop.adapt`` of V3-Small 0.35 at 32 px into ``out``; what it logged, in ``logged``
+    of the exception it raised (as ``error.logged``) or returned."""
+    from mnbench.accuracy import datasets
     from mnbench.adapt.latency import LatencyTable
     from mnbench.adapt.loop import AdaptOptions, adapt
     from mobilenets_tf import configure
 
-    class EveryModelTenMs:    # the search is not what this test is about: it stops after 0 iterations
-        name, quant, threads = "fixed", "fp32", 1
+    images = datasets.load(shapes)
+    config = configure("v3-small", 0.35, 32, len(images.class_names))
+    options = AdaptOptions(step=0.05, short_steps=1, max_proposals=1, max_iterations=max_iterations,
+                           long_epochs=1, batch_size=16)
+    table = LatencyTable(out.parent / "lut", target.name, "v3-small", "fp32", 1, {})
+    logged: list[str] = []
+    try:
+        adapt(config, images, out, target, table, budget_ratio=0.3, options=options, progress=False,
+              log=logged.append)
+    except BaseException as error:
+        error.logged = logged
+        raise
+    return logged
 
-        def whole_ms(self, configs):
-            return {name: 10.0 for name in configs}
+
+def kept(out: Path) -> tuple[str, list]:
+    """The note of OUT's model and its per-layer widths, read back by ``mnbench info``."""
+    code, stdout, _ = run("info", "--weights", str(out / "adapted.weights.h5"), "--json")
+    assert code == 0
+    return json.loads((out / "adapted.weights.json").read_text())["training"]["adapt"], \
+        json.loads(stdout)["widths_set"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_the_long_fine_tune_keeps_the_chosen_model(shapes, tmp_path, monkeypatch):
+    """Ctrl-C once the search is over: the chosen model is in OUT (not only in the working folder, which
+    goes), described as not long-fine-tuned; no adapt.json claims a finished run."""
+    from mnbench.accuracy import finetune as finetune_module
 
     real_finetune = finetune_module.finetune
 
@@ -150,19 +201,35 @@ def test_ctrl_c_in_the_long_fine_tune_keeps_the_chosen_model(shapes, tmp_path, m
         return real_finetune(config, data, out, weights=weights, **kwargs)
 
     monkeypatch.setattr(finetune_module, "finetune", finetune)
-    images = datasets.load(shapes)
-    config = configure("v3-small", 0.35, 32, len(images.class_names))
-    out, logged = tmp_path / "adapted", []
-    with pytest.raises(KeyboardInterrupt):
-        adapt(config, images, out, EveryModelTenMs(),
-              LatencyTable(tmp_path / "lut", "fixed", "v3-small", "fp32", 1, {}), budget_ratio=0.5,
-              options=AdaptOptions(max_iterations=0, long_epochs=1, batch_size=16), progress=False,
-              log=logged.append)
+    out = tmp_path / "adapted"
+    with pytest.raises(KeyboardInterrupt) as raised:
+        adapt_in_process(shapes, out, MacsTarget(), max_iterations=1)
     assert sorted(path.name for path in out.iterdir()) == ["adapted.weights.h5", "adapted.weights.json",
                                                             "trace.csv"]
-    sidecar = json.loads((out / "adapted.weights.json").read_text())
-    assert sidecar["training"]["adapt"].startswith("after 0 iterations, before the long fine-tune")
-    assert logged[-1].startswith(f"interrupted: {out / 'adapted.weights.h5'} holds the model of iteration 0, "
-                                 "without the long fine-tune")
-    code, stdout, _ = run("info", "--weights", str(out / "adapted.weights.h5"), "--json")
-    assert code == 0 and json.loads(stdout)["alpha"] == 0.35   # weights and configuration read back
+    note, widths = kept(out)
+    assert note.startswith("after 1 iterations, without the long fine-tune")
+    assert raised.value.logged[-1].startswith(f"interrupted: {out / 'adapted.weights.h5'} holds the model of "
+                                              "iteration 1, without the long fine-tune")
+    with open(out / "trace.csv", newline="") as file:
+        (chosen,) = [row for row in csv.DictReader(file) if row["iteration"] == "1" and row["chosen"] == "1"]
+    assert widths == json.loads(chosen["widths"]) != {}     # the chosen model, not the starting one
+
+
+@pytest.mark.slow
+def test_a_target_lost_mid_search_keeps_the_model_chosen_so_far(shapes, tmp_path):
+    """The target fails in the second iteration: the error goes up, OUT holds the first iteration's model."""
+    from device_bench.errors import ConnectionLost
+
+    out = tmp_path / "adapted"
+    with pytest.raises(ConnectionLost) as raised:     # timings: 1 the start, 2 iteration 1, 3 iteration 2
+        adapt_in_process(shapes, out, MacsTarget(fail_at=3), max_iterations=5)
+    assert sorted(path.name for path in out.iterdir()) == ["adapted.weights.h5", "adapted.weights.json",
+                                                            "trace.csv"]
+    note, widths = kept(out)
+    assert note.startswith("stopped by an error after 1 iterations: the model chosen in iteration 1")
+    assert raised.value.logged[-1].startswith(f"stopped by an error: {out / 'adapted.weights.h5'} holds the "
+                                              "model of iteration 1")
+    with open(out / "trace.csv", newline="") as file:
+        chosen = [row for row in csv.DictReader(file) if row["iteration"] != "0" and row["chosen"] == "1"]
+    assert [row["iteration"] for row in chosen] == ["1"]   # iteration 2 failed measuring its choice
+    assert widths == json.loads(chosen[0]["widths"]) != {}

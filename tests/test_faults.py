@@ -220,7 +220,7 @@ def bench_ctrl_c_keeps_finished(tmp_path):
     log = tmp_path / "stderr.txt"
     process = start(["bench", *models, "--runs", "1", "--min-secs", "2", "--results", tmp_path / "runs"],
                     tmp_path, log)
-    second_worker = f'device_bench.host_worker {{"model": "{models[1]}"'  # its command line
+    second_worker = "device_bench.host_worker " + json.dumps({"model": str(models[1])})[:-1]  # its argv
     try:
         wait_for(lambda: pids_with(second_worker), 90, "the second model's worker started")
         for pid in pids_with(second_worker):  # paused, so Ctrl-C lands mid-run however busy the machine

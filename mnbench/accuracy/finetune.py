@@ -33,7 +33,7 @@ from ..errors import EXPECTED
 from . import datasets, pixels
 from .datasets import LabeledImages
 from .errors import ClassMismatchError, DatasetError, TrainingError, WeightsFileError
-from .weights_file import read_sidecar, write_sidecar
+from .weights_file import read_sidecar, write_sidecar, write_weights
 
 log = logging.getLogger(__name__)
 
@@ -322,16 +322,6 @@ def _final_batchnorm(model, settle, train_images: int, val_inputs, val_labels, o
     return report
 
 
-def _save(model, out: Path) -> None:
-    temp = out.parent / f".tmp-{os.getpid()}-{out.name}"       # Keras insists on the .weights.h5 ending
-    try:
-        model.save_weights(temp)
-        os.replace(temp, out)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-
-
 def finetune(config: ModelConfig, data: LabeledImages, out: Path, weights: Path | None = None,
              val_data: LabeledImages | None = None, options: FinetuneOptions = FinetuneOptions(),
              force: bool = False, on_progress=None) -> dict:
@@ -367,7 +357,7 @@ def finetune(config: ModelConfig, data: LabeledImages, out: Path, weights: Path 
     epochs, settle = _fit(model, train_px, train.labels, val_inputs, val_labels, config, options,
                           bool(weights), on_progress)
     bn = _final_batchnorm(model, settle, len(train), val_inputs, val_labels, options)
-    _save(model, out)
+    write_weights(model, out)
     rule = StoppingRule(options.epochs, options.patience, len(val) if val is not None else 0)
     best = epochs[rule.kept_epoch([e["val_accuracy"] for e in epochs])] if val is not None else epochs[-1]
     training = {"data": data.source, "data_root": str(Path(data.root).resolve()),

@@ -55,6 +55,18 @@ def preprocessing(config: ModelConfig) -> dict:
 
 
 
+def write_weights(model, path: Path) -> None:
+    """``model``'s weights to ``path`` (a ``.weights.h5``) through a temporary file: never half-written."""
+    path = Path(path)
+    temp = path.parent / f".tmp-{os.getpid()}-{path.name}"       # Keras insists on the .weights.h5 ending
+    try:
+        model.save_weights(temp)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
 def write_sidecar(weights: Path, config: ModelConfig, class_names, training: dict) -> Path:
     """Write ``W.json`` beside ``weights`` (atomically) and return its path."""
     from mnbench import __version__

@@ -30,6 +30,14 @@ def _safe(text: str) -> str:
     return "".join(c if c.isalnum() or c in ".-" else "-" for c in text)
 
 
+def timing_provenance() -> dict[str, str]:
+    """What a table's timings depend on besides target, model family, precision and threads: the tools'
+    versions and the export code (a change of lowering, such as a new default stem, gives new timings)."""
+    from export.pipeline import code_digest, tool_versions
+
+    return {**tool_versions(), "export code": code_digest()}
+
+
 class LatencyTable:
     """Median microseconds per layer shape on one target, at one precision and thread count."""
 

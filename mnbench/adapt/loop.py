@@ -11,6 +11,7 @@ long fine-tune. ``trace.csv`` gets a row per proposal as it is decided; Ctrl-C w
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -103,9 +104,10 @@ def adapt(config: ModelConfig, data, out: Path, device: Target, table: LatencyTa
     """Adapt ``config`` (and ``weights``) to the latency budget on ``device``; write the outputs in
     ``out``.
 
-    On Ctrl-C after the starting model is measured, ``out`` keeps the trace and ``adapted.weights.h5``: the
-    last model chosen (the start before the first choice), without the long fine-tune until that has run.
-    The working folder ``out/.work`` is removed however the run ends.
+    On Ctrl-C, or an error once a model has been chosen, ``out`` keeps the trace and
+    ``adapted.weights.h5``: the last model chosen (the start before the first choice), without the long
+    fine-tune until that has finished. The working folder ``out/.work`` is removed on every exit that runs
+    Python's cleanup (not on SIGKILL).
     """
     work = Path(out) / ".work"
     work.mkdir(parents=True, exist_ok=True)
@@ -125,13 +127,14 @@ def _adapt(config: ModelConfig, data, out: Path, work: Path, device: Target, tab
     from tqdm import tqdm
 
     from mnbench.accuracy.finetune import FinetuneOptions, finetune, initial_weights
-    from mnbench.accuracy.weights_file import write_sidecar
+    from mnbench.accuracy.weights_file import write_sidecar, write_weights
 
     from .carry import carry_weights, norm_removed
     from .training import ShortTraining
 
     started = time.perf_counter()
     trace = Trace(out / "trace.csv")
+    adapted = out / "adapted.weights.h5"
     finetune_options = FinetuneOptions(epochs=options.long_epochs, batch_size=options.batch_size,
                                        flip=options.flip, seed=options.seed)
     if weights is None:
@@ -143,21 +146,23 @@ def _adapt(config: ModelConfig, data, out: Path, work: Path, device: Target, tab
     initial_weights(model, config, Path(weights))
     trainer = ShortTraining(data, config, batch_size=options.batch_size, learning_rate=options.learning_rate,
                             flip=options.flip, seed=options.seed)
-    start_ms = device.whole_ms({"start": config})["start"]
-    budget = Budget.make(start_ms, budget_ms, budget_ratio, options.step)
-    current, current_ms, current_top1 = config, start_ms, trainer.accuracy(model)
-    log(f"start: {start_ms:.3f} ms measured, top-1 {current_top1:.3f}; budget {budget.budget_ms:.3f} ms, "
-        f"step {budget.step_ms:.3f} ms; latency table: {table.loaded} shapes cached")
-    trace.add(iteration=0, proposal="start", widths=json.dumps(config.widths),
-              latency_measured_ms=f"{start_ms:.4f}", short_top1=f"{current_top1:.4f}", chosen=1)
-    stop, iteration = "budget met", 0
+    # ``iteration``: the iterations done (a model chosen in each); ``model`` and ``current`` the last chosen
+    current, iteration, stop = config, 0, "budget met"
 
-    def save(model_now, config_now, path: Path, note: str) -> None:
-        model_now.save_weights(path)
-        write_sidecar(path, config_now, data.class_names, {"adapt": note, "data": data.source})
+    def save(path: Path, note: str) -> None:
+        """The last chosen model and its configuration (the weights written whole, then the sidecar)."""
+        write_weights(model, path)
+        write_sidecar(path, current, data.class_names, {"adapt": note, "data": data.source})
 
     try:
-        while not budget.met(current_ms):   # ``iteration``: the iterations done (a model chosen in each)
+        start_ms = device.whole_ms({"start": config})["start"]
+        budget = Budget.make(start_ms, budget_ms, budget_ratio, options.step)
+        current_ms, current_top1 = start_ms, trainer.accuracy(model)
+        log(f"start: {start_ms:.3f} ms measured, top-1 {current_top1:.3f}; budget {budget.budget_ms:.3f} ms, "
+            f"step {budget.step_ms:.3f} ms; latency table: {table.loaded} shapes cached")
+        trace.add(iteration=0, proposal="start", widths=json.dumps(config.widths),
+                  latency_measured_ms=f"{start_ms:.4f}", short_top1=f"{current_top1:.4f}", chosen=1)
+        while not budget.met(current_ms):
             if iteration >= options.max_iterations:
                 stop = f"stopped after {options.max_iterations} iterations"
                 break
@@ -196,23 +201,19 @@ def _adapt(config: ModelConfig, data, out: Path, work: Path, device: Target, tab
             log(f"iteration {number}: {chosen['proposal'].key}={chosen['proposal'].width}, estimated "
                 f"{chosen['estimate']:.3f} ms, measured {measured:.3f} ms, "
                 f"short-term top-1 {current_top1:.3f} ({len(rows)} proposals)")
-    except KeyboardInterrupt:
-        save(model, current, out / "adapted.weights.h5", f"interrupted in iteration {iteration + 1}: the "
-             "last chosen model after its short fine-tune, without the long fine-tune")
-        log(f"interrupted: {out / 'adapted.weights.h5'} holds the model of iteration {iteration}; "
-            f"trace in {out / 'trace.csv'}")
+        save(adapted, f"after {iteration} iterations, without the long fine-tune (not run yet, or "
+             "interrupted)")
+    except BaseException as error:   # Ctrl-C, or a target lost mid-search: keep what was chosen
+        _keep_after_failure(error, iteration, lambda note: save(adapted, note), adapted, out, log)
         raise
-    note = f"after {iteration} iterations, before the long fine-tune"
-    save(model, current, out / "adapted.weights.h5", f"{note} (not run yet, or interrupted)")
-    carried = work / "adapted-short.weights.h5"   # the long fine-tune starts from here and replaces the above
-    save(model, current, carried, note)
-    keras.backend.clear_session()
+    carried = work / "adapted-short.weights.h5"   # the long fine-tune starts from here and replaces `adapted`
     try:
-        trained = finetune(current, data, out / "adapted.weights.h5", weights=carried,
-                           options=finetune_options, force=True)
+        save(carried, f"after {iteration} iterations, before the long fine-tune")
+        keras.backend.clear_session()
+        trained = finetune(current, data, adapted, weights=carried, options=finetune_options, force=True)
     except KeyboardInterrupt:
-        log(f"interrupted: {out / 'adapted.weights.h5'} holds the model of iteration {iteration}, without "
-            f"the long fine-tune; trace in {out / 'trace.csv'}")
+        log(f"interrupted: {adapted} holds the model of iteration {iteration}, without the long fine-tune; "
+            f"trace in {out / 'trace.csv'}")
         raise
     final = {"adapted": current, "start": config}
     final.update({f"uniform a{alpha:g}": configure(config.version, alpha, config.resolution,
@@ -230,3 +231,17 @@ def _adapt(config: ModelConfig, data, out: Path, work: Path, device: Target, tab
               "options": dataclasses.asdict(options), "seconds": round(time.perf_counter() - started, 1)}
     (out / "adapt.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     return result
+
+
+def _keep_after_failure(error: BaseException, iteration: int, save, adapted: Path, out: Path, log) -> None:
+    """On Ctrl-C, or an error once a model has been chosen: write the last chosen model (the start model
+    before any), say so; a failure to write it leaves the original error to be reported."""
+    interrupted = isinstance(error, KeyboardInterrupt)
+    if not (interrupted or iteration):
+        return
+    what = "the starting model" if iteration == 0 else \
+        f"the model chosen in iteration {iteration}, after its short fine-tune"
+    how = "interrupted" if interrupted else "stopped by an error"
+    with contextlib.suppress(Exception):
+        save(f"{how} after {iteration} iterations: {what}, without the long fine-tune")
+        log(f"{how}: {adapted} holds the model of iteration {iteration}; trace in {out / 'trace.csv'}")

@@ -61,11 +61,10 @@ def adapt(ctx, version, alpha, resolution, knobs, weights, data, budget_ms, budg
     """
     from mnbench.accuracy import datasets
     from mnbench.adapt import report
-    from mnbench.adapt.latency import LatencyTable, Target
+    from mnbench.adapt.latency import LatencyTable, Target, timing_provenance
     from mnbench.adapt.loop import AdaptOptions, adapt as run
     from mobilenets_tf import configure
 
-    from export.pipeline import tool_versions
 
     if (budget_ms is None) == (budget_ratio is None):
         raise click.UsageError("give one of --budget-ms and --budget-ratio")
@@ -82,7 +81,7 @@ def adapt(ctx, version, alpha, resolution, knobs, weights, data, budget_ms, budg
                        len(images.class_names), knobs=carried["knobs"], widths=carried["widths"])
     out.mkdir(parents=True, exist_ok=True)
     device = Target(target, quant, threads, out / ".work", benchmark_binary)
-    table = LatencyTable(lut_cache, target, config.version, quant, threads, tool_versions())
+    table = LatencyTable(lut_cache, target, config.version, quant, threads, timing_provenance())
     options = AdaptOptions(step=step, short_steps=short_steps, max_proposals=max_proposals,
                            long_epochs=long_epochs, batch_size=batch_size, learning_rate=learning_rate,
                            flip=not no_flip, seed=seed)
