@@ -179,12 +179,18 @@ def adapt_in_process(shapes, out: Path, target: MacsTarget, max_iterations: int)
     return logged
 
 
-def kept(out: Path) -> tuple[str, list]:
-    """The note of OUT's model and its per-layer widths, read back by ``mnbench info``."""
+def kept(out: Path) -> tuple[str, list, list[dict]]:
+    """OUT after a run that did not finish: the model, its sidecar and the trace, nothing else (no .work, no
+    adapt.json). Returns the model's note, its per-layer widths as ``mnbench info`` reads them back, and the
+    trace's chosen rows after the start."""
+    assert sorted(path.name for path in out.iterdir()) == ["adapted.weights.h5", "adapted.weights.json",
+                                                            "trace.csv"]
     code, stdout, _ = run("info", "--weights", str(out / "adapted.weights.h5"), "--json")
     assert code == 0
-    return json.loads((out / "adapted.weights.json").read_text())["training"]["adapt"], \
-        json.loads(stdout)["widths_set"]
+    with open(out / "trace.csv", newline="") as file:
+        chosen = [row for row in csv.DictReader(file) if row["iteration"] != "0" and row["chosen"] == "1"]
+    note = json.loads((out / "adapted.weights.json").read_text())["training"]["adapt"]
+    return note, json.loads(stdout)["widths_set"], chosen
 
 
 @pytest.mark.slow
@@ -204,15 +210,12 @@ def test_ctrl_c_in_the_long_fine_tune_keeps_the_chosen_model(shapes, tmp_path, m
     out = tmp_path / "adapted"
     with pytest.raises(KeyboardInterrupt) as raised:
         adapt_in_process(shapes, out, MacsTarget(), max_iterations=1)
-    assert sorted(path.name for path in out.iterdir()) == ["adapted.weights.h5", "adapted.weights.json",
-                                                            "trace.csv"]
-    note, widths = kept(out)
+    note, widths, chosen = kept(out)
     assert note.startswith("after 1 iterations, without the long fine-tune")
     assert raised.value.logged[-1].startswith(f"interrupted: {out / 'adapted.weights.h5'} holds the model of "
                                               "iteration 1, without the long fine-tune")
-    with open(out / "trace.csv", newline="") as file:
-        (chosen,) = [row for row in csv.DictReader(file) if row["iteration"] == "1" and row["chosen"] == "1"]
-    assert widths == json.loads(chosen["widths"]) != {}     # the chosen model, not the starting one
+    assert [row["iteration"] for row in chosen] == ["1"]
+    assert widths == json.loads(chosen[0]["widths"]) != {}     # the chosen model, not the starting one
 
 
 @pytest.mark.slow
@@ -223,13 +226,9 @@ def test_a_target_lost_mid_search_keeps_the_model_chosen_so_far(shapes, tmp_path
     out = tmp_path / "adapted"
     with pytest.raises(ConnectionLost) as raised:     # timings: 1 the start, 2 iteration 1, 3 iteration 2
         adapt_in_process(shapes, out, MacsTarget(fail_at=3), max_iterations=5)
-    assert sorted(path.name for path in out.iterdir()) == ["adapted.weights.h5", "adapted.weights.json",
-                                                            "trace.csv"]
-    note, widths = kept(out)
+    note, widths, chosen = kept(out)
     assert note.startswith("stopped by an error after 1 iterations: the model chosen in iteration 1")
     assert raised.value.logged[-1].startswith(f"stopped by an error: {out / 'adapted.weights.h5'} holds the "
                                               "model of iteration 1")
-    with open(out / "trace.csv", newline="") as file:
-        chosen = [row for row in csv.DictReader(file) if row["iteration"] != "0" and row["chosen"] == "1"]
     assert [row["iteration"] for row in chosen] == ["1"]   # iteration 2 failed measuring its choice
     assert widths == json.loads(chosen[0]["widths"]) != {}
