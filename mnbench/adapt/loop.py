@@ -204,7 +204,7 @@ def _adapt(config: ModelConfig, data, out: Path, work: Path, device: Target, tab
         save(adapted, f"after {iteration} iterations, without the long fine-tune (not run yet, or "
              "interrupted)")
     except BaseException as error:   # Ctrl-C, or a target lost mid-search: keep what was chosen
-        _keep_after_failure(error, iteration, lambda note: save(adapted, note), adapted, out, log)
+        _keep_after_failure(error, iteration, save, adapted, out, log)
         raise
     carried = work / "adapted-short.weights.h5"   # the long fine-tune starts from here and replaces `adapted`
     try:
@@ -243,5 +243,5 @@ def _keep_after_failure(error: BaseException, iteration: int, save, adapted: Pat
         f"the model chosen in iteration {iteration}, after its short fine-tune"
     how = "interrupted" if interrupted else "stopped by an error"
     with contextlib.suppress(Exception):
-        save(f"{how} after {iteration} iterations: {what}, without the long fine-tune")
+        save(adapted, f"{how} after {iteration} iterations: {what}, without the long fine-tune")
         log(f"{how}: {adapted} holds the model of iteration {iteration}; trace in {out / 'trace.csv'}")

@@ -65,7 +65,6 @@ def adapt(ctx, version, alpha, resolution, knobs, weights, data, budget_ms, budg
     from mnbench.adapt.loop import AdaptOptions, adapt as run
     from mobilenets_tf import configure
 
-
     if (budget_ms is None) == (budget_ratio is None):
         raise click.UsageError("give one of --budget-ms and --budget-ratio")
     if not 0 < step <= 0.5:
