@@ -1,6 +1,13 @@
 """One ``benchmark_model`` run on a phone, without I/O: its command line, its verdict, its result row.
 
-* :func:`benchmark_argv` is the only place the tool's flags are spelled.
+* :func:`benchmark_argv` is the only place the tool's flags are spelled. ``gpu`` and ``npu`` get the flags of
+  LiteRT's CompiledModel benchmark (``litert/tools/benchmark_litert_model.{h,cc}``: ``--use_gpu``,
+  ``--gpu-precision`` (with a hyphen), ``--gpu_backend``, ``--use_npu``, ``--dispatch_library_path``,
+  ``--compiler_plugin_library_path``, ``--use_cpu``, ``--require_full_delegation``, ``--use_profiler``); the
+  others the classic tool's (``--use_xnnpack``, ``--use_nnapi``, ``--enable_op_profiling``). The NPU vendor
+  libraries are pushed into one device folder, given as both library paths and on ``LD_LIBRARY_PATH`` and
+  ``ADSP_LIBRARY_PATH`` (:func:`benchmark_env`), as Google's ``litert-cli`` does
+  (``litert_cli/commands/benchmark/android.py``).
 * :func:`judge_run` turns the tool's exit status and output into ``(status, error, parsed, warnings)``. A run
   is ``failed`` when the tool exited non-zero (a signal is named: SIGSEGV for exit status 139), when its
   output is not benchmark_model output or the parser finds it failed or truncated, or when the requested
@@ -9,7 +16,10 @@
   row measures that delegate on that model, with the rest on the CPU), or a failure with
   ``strict_delegation``. An ``ok`` row also needs a run count and an average (``count``,
   ``avg_us``); builds that print no ``median=`` (before percentiles, e.g. TF 2.0) are ``ok`` rows whose
-  ``median_us`` is empty, which the results schema accepts.
+  ``median_us`` is empty, which the results schema accepts. For ``gpu``/``npu`` the share of the model's
+  operators each unit ran (:func:`accelerator_use`) decides: none on the accelerator fails the run, part of
+  them is a warning naming the CPU fallback (a failure with ``strict_delegation``, which also passes
+  ``--use_cpu=false --require_full_delegation=true`` so the tool itself refuses a partial graph).
 * :func:`result_row` fills exactly the results-store columns (``device_bench.store.COLUMNS``).
 """
 
@@ -21,15 +31,23 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from .delegates import DELEGATES
-from .errors import BenchError, ToolOutputParseError
+from .delegates import ACCELERATORS, DELEGATES, GPU_BACKENDS, GPU_PRECISIONS
+from .errors import BenchError, BenchInputError, ToolOutputParseError
 from .parser import parse_last_run
 from .store import COLUMN_NAMES, utc_now
 
-DELEGATE_LOG_NAMES = {"xnnpack": "XNNPACK", "gpu": "GPU", "nnapi": "NNAPI"}  # as the parser names them
+DELEGATE_LOG_NAMES = {"xnnpack": "XNNPACK", "gpu": "GPU", "nnapi": "NNAPI", "npu": "NPU"}  # parser's names
 RUNTIME = "benchmark_model"
 RUN_ROOT = "/data/local/tmp"
 _PARTIAL_RE = re.compile(r"delegate (?P<name>\S+) applied to (?P<nodes>\d+) of (?P<total>\d+) nodes")
+_SEVERAL_RE = re.compile(r"several delegates replaced nodes")
+# Why an accelerator took nothing, as LiteRT logs it (litert/runtime/accelerators/*_registry.cc,
+# litert/runtime/compiled_model.cc, litert/runtime/dispatch/*.cc).
+_NO_ACCELERATOR_RE = re.compile(
+    r"(?:WARNING|ERROR): (?:(?:GPU|NPU) accelerator could not be loaded and registered.*|Failed to (?:load "
+    r"compiler plugins|apply compiler plugins|initialize Dispatch API|create a dispatch delegate kernel).*"
+    r"|No dispatch library found.*|You should provide the `DispatchLibraryDir` option to use NPU.*)")
+_UNIT_LABELS = {"XNNPACK": "XNNPACK (CPU)", "CPU": "CPU kernels"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +64,9 @@ class BenchSettings:
         strict_delegation: a delegate that takes only part of the graph fails the run instead of warning.
         command_timeout_s: limit for the other device commands (facts, temperatures, hashes, cleanup).
         lock_wait_s: how long to wait for a phone another mnbench process is benchmarking.
+        gpu_precision: ``--gpu-precision`` of ``gpu`` runs (:data:`~device_bench.delegates.GPU_PRECISIONS`).
+        gpu_backend: ``--gpu_backend`` of ``gpu`` runs; ``auto`` passes none (the accelerator's default).
+        npu_libraries: the vendor's NPU dispatch / compiler-plugin libraries, pushed for ``npu`` runs.
     """
 
     num_runs: int = 50
@@ -59,6 +80,9 @@ class BenchSettings:
     strict_delegation: bool = False
     command_timeout_s: float = 60.0
     lock_wait_s: float = 600.0
+    gpu_precision: str = "auto"
+    gpu_backend: str = "auto"
+    npu_libraries: tuple[Path, ...] = ()
 
     @property
     def lock_stale_after_s(self) -> float:
@@ -76,6 +100,14 @@ class BenchSettings:
                 raise BenchError(f"{name} must be > 0, received {getattr(self, name)}")
         if self.min_secs < 0 or self.cooldown_max_wait_s < 0 or self.lock_wait_s < 0:
             raise BenchError("min_secs, cooldown_max_wait_s and lock_wait_s must be >= 0")
+        for name, allowed in (("gpu_precision", GPU_PRECISIONS), ("gpu_backend", GPU_BACKENDS)):
+            if getattr(self, name) not in allowed:
+                raise BenchError(f"{name} must be one of {', '.join(allowed)}, "
+                                 f"received {getattr(self, name)!r}")
+        object.__setattr__(self, "npu_libraries", tuple(Path(path) for path in self.npu_libraries))
+        names = [path.name for path in self.npu_libraries]
+        if len(set(names)) != len(names):
+            raise BenchInputError(f"two NPU libraries share a file name: {', '.join(sorted(names))}")
 
 
 @dataclass(frozen=True)
@@ -95,9 +127,11 @@ def run_dir(run_id: str) -> str:
     return f"{RUN_ROOT}/mnbench-{run_id}"
 
 
-def benchmark_argv(binary: str, graph: str, threads: int, delegate: str,
-                   settings: BenchSettings) -> list[str]:
+def benchmark_argv(binary: str, graph: str, threads: int, delegate: str, settings: BenchSettings,
+                   library_dir: str | None = None) -> list[str]:
     """The tool's argv (unquoted; quote it with :func:`device_bench.transport.join`).
+
+    ``library_dir`` is the device folder holding the NPU libraries (``npu`` runs only).
 
     Raises:
         BenchError: for an unknown delegate or threads < 1.
@@ -107,10 +141,33 @@ def benchmark_argv(binary: str, graph: str, threads: int, delegate: str,
     if threads < 1:
         raise BenchError(f"threads must be >= 1, received {threads}")
     argv = [binary, f"--graph={graph}", f"--num_threads={threads}", f"--num_runs={settings.num_runs}",
-            f"--min_secs={settings.min_secs:g}", f"--warmup_runs={settings.warmup_runs}",
-            f"--use_xnnpack={'true' if delegate == 'xnnpack' else 'false'}"]
+            f"--min_secs={settings.min_secs:g}", f"--warmup_runs={settings.warmup_runs}"]
+    if delegate in ACCELERATORS:
+        return argv + _accelerator_flags(delegate, settings, library_dir)
+    argv.append(f"--use_xnnpack={'true' if delegate == 'xnnpack' else 'false'}")
     argv += {"gpu": ["--use_gpu=true"], "nnapi": ["--use_nnapi=true"]}.get(delegate, [])
     return argv + (["--enable_op_profiling=true"] if settings.op_profile else [])
+
+
+def _accelerator_flags(delegate: str, settings: BenchSettings, library_dir: str | None) -> list[str]:
+    """The CompiledModel tool's flags for a ``gpu`` or ``npu`` run."""
+    if delegate == "gpu":
+        flags = ["--use_gpu=true", f"--gpu-precision={settings.gpu_precision}"]
+        flags += [f"--gpu_backend={settings.gpu_backend}"] if settings.gpu_backend != "auto" else []
+    else:
+        flags = ["--use_npu=true"]
+        flags += [f"--dispatch_library_path={library_dir}",
+                  f"--compiler_plugin_library_path={library_dir}"] if library_dir else []
+    if settings.strict_delegation:  # the tool aborts when both --use_cpu and full delegation are asked
+        flags += ["--use_cpu=false", "--require_full_delegation=true"]
+    return flags + (["--use_profiler=true"] if settings.op_profile else [])
+
+
+def benchmark_env(delegate: str, library_dir: str | None) -> list[str]:
+    """``NAME=value`` words for ``env`` before the tool: where an ``npu`` run's vendor libraries are."""
+    if delegate != "npu" or not library_dir:
+        return []
+    return [f"LD_LIBRARY_PATH={library_dir}", f"ADSP_LIBRARY_PATH={library_dir}"]
 
 
 def judge_run(text: str, returncode: int, delegate: str, strict_delegation: bool = False, *,
@@ -132,6 +189,8 @@ def judge_run(text: str, returncode: int, delegate: str, strict_delegation: bool
     elif parsed["status"] != "ok":
         causes.append(parsed["error"])
     else:
+        if delegate in ACCELERATORS and parsed.get("units"):  # per-unit counts replace the per-delegate ones
+            warnings = [text for text in warnings if not (_PARTIAL_RE.match(text) or _SEVERAL_RE.match(text))]
         error, delegation_warnings = check_delegation(parsed, delegate, strict_delegation)
         warnings += delegation_warnings
         if error is None and (parsed["count"] is None or parsed["avg_us"] is None):
@@ -166,6 +225,8 @@ def check_delegation(parsed: dict, delegate: str, strict: bool = False) -> tuple
     """``(error, warnings)`` about how much of the graph the requested delegate took (see module doc)."""
     name = DELEGATE_LOG_NAMES.get(delegate)
     applied = parsed.get("delegates") or []
+    if delegate in ACCELERATORS and parsed.get("units"):
+        return _check_units(accelerator_use(parsed, delegate), strict, _why_no_accelerator(parsed))
     partial = [match for warning in parsed.get("warnings") or [] if (match := _PARTIAL_RE.match(warning))]
     if name is None:
         if "XNNPACK" in applied:
@@ -173,8 +234,9 @@ def check_delegation(parsed: dict, delegate: str, strict: bool = False) -> tuple
                           "it anyway)"]
         return None, []
     if name not in applied:
+        why = _why_no_accelerator(parsed) if delegate in ACCELERATORS else ""
         return (f"{name} delegate was not applied: the model silently ran on the CPU "
-                f"(delegates seen: {', '.join(applied) or 'none'})"), []
+                f"(delegates seen: {', '.join(applied) or 'none'}){why}"), []
     counts = [(int(match["nodes"]), int(match["total"])) for match in partial if match["name"] == name]
     if not counts and applied[0] == name and None not in (parsed["delegate_nodes"], parsed["total_nodes"]) \
             and parsed["delegate_nodes"] < parsed["total_nodes"]:
@@ -184,6 +246,45 @@ def check_delegation(parsed: dict, delegate: str, strict: bool = False) -> tuple
     nodes, total = sum(count[0] for count in counts), sum(count[1] for count in counts)
     message = f"{name} delegate took only {nodes} of {total} nodes; the rest ran on the CPU"
     return (message, []) if strict else (None, [message])
+
+
+def accelerator_use(parsed: dict | None, delegate: str, settings: BenchSettings | None = None) -> dict | None:
+    """What a ``gpu``/``npu`` run asked for and what ran, for the row's ``target_desc``; None otherwise.
+
+    ``units`` are the parser's operators per unit (``CPU`` = built-in kernels no delegate took); ``fallback``
+    names the units other than the accelerator that ran operators (None when it took them all).
+    """
+    if delegate not in ACCELERATORS:
+        return None
+    name, units = DELEGATE_LOG_NAMES[delegate], (parsed or {}).get("units")
+    use: dict = {"requested": name, "units": units, "total_ops": None, "accelerator_ops": None,
+                 "fallback": None}
+    if settings is not None and delegate == "gpu":
+        use.update(gpu_precision=settings.gpu_precision, gpu_backend=settings.gpu_backend)
+    if units:
+        taken = units.get(name, 0)
+        use.update(total_ops=sum(units.values()), accelerator_ops=taken, fallback=", ".join(
+            f"{_UNIT_LABELS.get(unit, unit)} {ops}" for unit, ops in units.items() if unit != name and ops)
+            or None)
+    return use
+
+
+def _check_units(use: dict, strict: bool, why: str) -> tuple[str | None, list[str]]:
+    name, taken, total = use["requested"], use["accelerator_ops"], use["total_ops"]
+    if taken == 0:
+        return (f"{name} delegate was not applied: the model silently ran on the CPU (all {total} operators: "
+                f"{use['fallback']}){why}"), []
+    if taken < total:
+        message = (f"{name} delegate took only {taken} of {total} operators ({100 * taken / total:.0f} %); "
+                   f"CPU fallback: {use['fallback']}")
+        return (message, []) if strict else (None, [message])
+    return None, []
+
+
+def _why_no_accelerator(parsed: dict) -> str:
+    reasons = [text.split(": ", 1)[1] for text in parsed.get("warnings") or []
+               if _NO_ACCELERATOR_RE.match(text)]
+    return f"; LiteRT said: {reasons[0]}" if reasons else ""
 
 
 def result_row(*, run_id: str, serial: str, model: ModelFile, threads: int, delegate: str, status: str,

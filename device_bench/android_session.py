@@ -19,13 +19,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .android_run import (RUN_ROOT, BenchSettings, ModelFile, benchmark_argv, judge_run, result_row, run_desc,
-                          run_dir)
+from .android_run import (RUN_ROOT, BenchSettings, ModelFile, accelerator_use, benchmark_argv, benchmark_env,
+                          judge_run, result_row, run_desc, run_dir)
+from .delegates import NNAPI_DEPRECATED_SDK
 from .binary import DEVICE_BINARY, BinaryChoice, install
 from .connect import open_transport
 from .device_facts import DeviceFacts, Temperatures, cpu_mask, pin_cores, read_facts, read_temperatures
 from .errors import BenchError, CommandFailed, CommandTimeout
 from .phone_lock import PhoneLock, remove_stale_run_folders
+from .tflite_file import sha256
 from .provenance import run_columns
 from .transport import Transport, join
 
@@ -67,6 +69,7 @@ class DeviceSession:
         self.transport: Transport | None = None
         self.facts: DeviceFacts | None = None
         self.folder = run_dir(run_id)
+        self.library_dir: str | None = None  # where the NPU libraries were pushed (npu runs only)
         self.lost: str | None = None  # why the device stopped answering
         self.results: dict[tuple[str, int, str], RunResult] = {}
         self.session_desc: dict = {"serial": serial, **(about or {})}
@@ -79,6 +82,7 @@ class DeviceSession:
         try:
             self._prepare()
             self._shell(f"mkdir -p {join([self.folder])}")
+            self._push_npu_libraries()
             for model in self.models:
                 self._bench_model(model)
         except BenchError as error:
@@ -113,6 +117,21 @@ class DeviceSession:
         self.session_desc.update(binary={**self.binary.describe(), "pushed": pushed})
         self.stage = "running"
 
+    def _push_npu_libraries(self) -> None:
+        """Push the vendor's NPU libraries into the run folder when an ``npu`` run will need them."""
+        libraries = self.settings.npu_libraries
+        if not libraries or not any(delegate == "npu" for _, _, delegate in self.combos):
+            return
+        self.stage = "cannot push the NPU libraries"
+        folder = f"{self.folder}/npu"
+        self._shell(f"mkdir -p {join([folder])}")
+        for library in libraries:
+            self.transport.push(library, f"{folder}/{library.name}")
+        self.library_dir = folder
+        self.session_desc["npu_libraries"] = [{"name": library.name, "sha256": sha256(library)}
+                                              for library in libraries]
+        self.stage = "running"
+
     def _bench_model(self, model: ModelFile) -> None:
         if self.lost or self.stop.is_set():
             return
@@ -142,6 +161,9 @@ class DeviceSession:
         why = ("no core's max frequency is known" if self.facts.has_tool("taskset")
                else "no taskset on the device")
         notes = [] if mask else [f"not pinned: {why}"]
+        if delegate == "nnapi" and (self.facts.sdk or 0) >= NNAPI_DEPRECATED_SDK:
+            notes.append(f"NNAPI is deprecated from Android 15 (this phone: SDK {self.facts.sdk}); vendors "
+                         "may drop its drivers: measure --delegate npu or gpu instead")
         try:
             before, waited_s, note = self._cool_down()
         except BenchError as error:
@@ -150,8 +172,9 @@ class DeviceSession:
             self._probe(error)
             return
         notes += [note] if note else []
-        argv = benchmark_argv(DEVICE_BINARY, remote, threads, delegate, self.settings)
-        command = join((["taskset", mask] if mask else []) + argv) + " 2>&1"
+        argv = benchmark_argv(DEVICE_BINARY, remote, threads, delegate, self.settings, self.library_dir)
+        env = benchmark_env(delegate, self.library_dir)
+        command = join((["taskset", mask] if mask else []) + (["env", *env] if env else []) + argv) + " 2>&1"
         desc.update(command=command, cooldown_wait_s=round(waited_s, 3), temperatures_before=before.as_dict())
         log, returncode = None, None
         if not self._heartbeat():
@@ -183,6 +206,8 @@ class DeviceSession:
         after = self._temperatures() if not self.lost else None
         desc.update(temperatures_after=after.as_dict() if after else None, exit_status=returncode,
                     **run_desc(parsed, notes + warnings))
+        if (use := accelerator_use(parsed, delegate, self.settings)) is not None:
+            desc["accelerator"] = use
         raw = None if log is None else (f"# mnbench: {self.serial} run {self.run_id}\n# command: {command}\n"
                                         f"# exit status: {returncode}\n{log}")
         self._record(combo, status, error, parsed, raw, desc)

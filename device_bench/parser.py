@@ -34,7 +34,7 @@ ROW_KEYS = (
     "status", "error", "init_us", "first_us", "warmup_avg_us", "avg_us", "std_us", "min_us", "max_us",
     "median_us", "p5_us", "p95_us", "count", "warmup_count", "mem_init_mb", "mem_overall_mb", "mem_peak_mb",
     "num_threads", "graph", "delegate_nodes", "total_nodes", "partitions", "delegates", "op_profile",
-    "op_profile_nodes", "tool_format", "warnings",
+    "op_profile_nodes", "tool_format", "warnings", "signature", "units",
 )
 
 _NUMBER_RE = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?", re.ASCII)
@@ -88,7 +88,15 @@ _XNNPACK_CREATED = "Created TensorFlow Lite XNNPACK delegate for CPU."
 _DEFAULT_FAILED = "Ignoring failed application of the default TensorFlow Lite delegate"
 _DELEGATE_ALIASES = {"TfLiteXNNPackDelegate": "XNNPACK", "TfLiteNnapiDelegate": "NNAPI",
                      "TfLiteGpuDelegate": "GPU", "TfLiteGpuDelegateV2": "GPU",
-                     "TfLiteHexagonDelegate": "HEXAGON", "Hexagon": "HEXAGON"}
+                     "TfLiteHexagonDelegate": "HEXAGON", "Hexagon": "HEXAGON",
+                     "LITERT_CL": "GPU",  # LiteRT's OpenCL GPU accelerator
+                     "DispatchDelegate": "NPU"}  # LiteRT's NPU (litert/runtime/dispatch/dispatch_delegate.cc)
+# LiteRT's NPU compiler plugin (litert/compiler/plugin/compiler_plugin.cc) counts the model's own operators;
+# the DispatchDelegate's "Replacing" line then counts the rewritten graph's nodes (dispatch ops + the rest).
+_PARTITIONED_RE = re.compile(r"Partitioned subgraph<(?P<subgraph>\d+)>, selected (?P<nodes>\d+) ops, from a "
+                             r"total of (?P<total>\d+) ops", re.ASCII)
+_DISPATCH_FAILED = "Failed to create a dispatch delegate kernel"  # dispatch_delegate.cc: the NPU took nothing
+_SIGNATURE_RES = (re.compile(r"Signature name:\s+(\S.*)$"), re.compile(r"Signature to run: \[(.+)\]$"))
 _CRASH_RE = re.compile(
     r"\b(?:Segmentation fault|Bus error|Illegal instruction|Aborted|Floating point exception)\b|^Killed\b"
     r"|Fatal signal \d+ \(\w+\)|terminate called after throwing.*|CANNOT LINK EXECUTABLE.*")
@@ -189,6 +197,9 @@ def parse_run(text: str) -> dict:
     row.update(timings)
     memory_era = _memory(lines, block or {}, row)
     row.update(_delegation(lines, warnings))
+    row["units"] = _units(lines)
+    row["signature"] = next((match[1] for line in lines if not line.cut for signature_re in _SIGNATURE_RES
+                             if (match := signature_re.match(line.text))), None)
     error = _failure(lines, warnings)
     row["op_profile"], row["op_profile_nodes"], profile_warnings = parse_op_profile(
         [line.text for line in lines if not line.cut])
@@ -417,6 +428,47 @@ def _delegation(lines: list[_Line], warnings: list[str]) -> dict:
             continue
         names += [name] if name not in names else []
     return {"delegates": names, **_node_counts(replaced, kernels, warnings)}
+
+
+def _units(lines: list[_Line]) -> dict[str, int] | None:
+    """Operators per unit (GPU, NPU, XNNPACK, ... and ``CPU`` for the built-in kernels that no delegate took),
+    summed over subgraphs; None when the log has no ``Replacing`` or NPU ``Partitioned`` line.
+
+    Delegates are applied one after the other: each ``Replacing N out of M`` counts operators the earlier ones
+    left; the graph's own operator count is the first line's M (or the NPU compiler's total).
+    """
+    replacing: dict[str, list[tuple[str, int, int]]] = {}
+    compiled: dict[str, tuple[int, int]] = {}
+    unused = set()
+    for line in lines:
+        if line.cut:
+            continue
+        if match := _REPLACING_RE.match(line.text):
+            name = _DELEGATE_ALIASES.get(match["name"], match["name"])
+            if match["total"] is not None:
+                replacing.setdefault(match["subgraph"] or "0", []).append(
+                    (name, int(match["nodes"]), int(match["total"])))
+        elif match := _PARTITIONED_RE.match(line.text):
+            compiled[match["subgraph"]] = (int(match["nodes"]), int(match["total"]))
+        elif match := _UNUSED_RE.match(line.text):
+            unused.add(_DELEGATE_ALIASES.get(match["name"], match["name"]))
+        elif line.text.startswith(_DISPATCH_FAILED):
+            unused.add("NPU")
+    if not replacing and not compiled:
+        return None
+    units: dict[str, int] = {}
+    for subgraph in sorted(set(replacing) | set(compiled), key=int):
+        entries = replacing.get(subgraph, [])
+        npu_ops, total = compiled.get(subgraph, (None, entries[0][2] if entries else 0))
+        taken = {} if npu_ops is None else {"NPU": npu_ops}
+        for name, nodes, _ in entries:
+            if not (name == "NPU" and npu_ops is not None):  # dispatch nodes are not operators
+                taken[name] = taken.get(name, 0) + nodes
+        taken = {name: 0 if name in unused else ops for name, ops in taken.items()}
+        taken["CPU"] = max(total - sum(taken.values()), 0)
+        for name, ops in taken.items():
+            units[name] = units.get(name, 0) + ops
+    return units
 
 
 def _node_counts(replaced: dict, kernels: int | None, warnings: list[str]) -> dict:

@@ -23,7 +23,8 @@ from device_bench.errors import ModelFileError
 
 from device_bench.adb_server import AdbServer
 from device_bench.android import benchmark_devices, load_models, read_devices_file
-from device_bench.android_run import BenchSettings, benchmark_argv, check_delegation, exit_text, judge_run
+from device_bench.android_run import (BenchSettings, benchmark_argv, benchmark_env, check_delegation, exit_text,
+                                     judge_run)
 from device_bench.android_session import DeviceSession
 from device_bench.connect import open_transport
 from device_bench.store import COLUMN_NAMES, ResultStore
@@ -103,7 +104,19 @@ def test_benchmark_argv_spells_the_flags_in_one_place():
     assert argv == ["/bin/bm", "--graph=/d/a b.tflite", "--num_threads=4", "--num_runs=50", "--min_secs=1",
                     "--warmup_runs=1", "--use_xnnpack=true", "--enable_op_profiling=true"]
     assert benchmark_argv("b", "g", 1, "cpu", FAST)[-1] == "--use_xnnpack=false"
-    assert benchmark_argv("b", "g", 1, "gpu", FAST)[-2:] == ["--use_xnnpack=false", "--use_gpu=true"]
+    # gpu and npu: LiteRT's CompiledModel flags (litert/tools/benchmark_litert_model.h; note the hyphen)
+    assert benchmark_argv("b", "g", 1, "gpu", FAST)[-2:] == ["--use_gpu=true", "--gpu-precision=auto"]
+    strict = BenchSettings(strict_delegation=True, gpu_precision="fp16", gpu_backend="opengl", op_profile=True)
+    assert benchmark_argv("b", "g", 1, "gpu", strict)[6:] == [
+        "--use_gpu=true", "--gpu-precision=fp16", "--gpu_backend=opengl", "--use_cpu=false",
+        "--require_full_delegation=true", "--use_profiler=true"]
+    assert benchmark_argv("b", "g", 1, "npu", FAST, "/d/npu")[6:] == [
+        "--use_npu=true", "--dispatch_library_path=/d/npu", "--compiler_plugin_library_path=/d/npu"]
+    assert benchmark_env("npu", "/d/npu") == ["LD_LIBRARY_PATH=/d/npu", "ADSP_LIBRARY_PATH=/d/npu"]
+    assert benchmark_env("gpu", "/d/npu") == [] and benchmark_argv("b", "g", 1, "npu", FAST)[6:] == [
+        "--use_npu=true"]
+    with pytest.raises(BenchError, match="gpu_precision must be one of auto, fp16, fp32"):
+        BenchSettings(gpu_precision="int8")
     assert benchmark_argv("b", "g", 1, "nnapi", FAST)[-1] == "--use_nnapi=true"
     with pytest.raises(BenchError, match="unknown delegate 'tpu'"):
         benchmark_argv("b", "g", 1, "tpu", FAST)
@@ -128,9 +141,9 @@ def test_judge_run_verdicts(tmp_path):
     partial = log.replace("INFO: The input model", "INFO: Replacing 60 out of 66 node(s) with delegate "
                           "(TfLiteGpuDelegateV2) node, yielding 3 partitions.\nINFO: The input model")
     assert judge_run(partial, 0, "gpu")[:2] == ("ok", None)
-    assert "GPU delegate took only 60 of 66 nodes; the rest ran on the CPU" in judge_run(partial, 0, "gpu")[3]
-    assert judge_run(partial, 0, "gpu", strict_delegation=True)[:2] == (
-        "failed", "GPU delegate took only 60 of 66 nodes; the rest ran on the CPU")
+    message = "GPU delegate took only 60 of 66 operators (91 %); CPU fallback: CPU kernels 6"
+    assert judge_run(partial, 0, "gpu")[3] == [message]  # per-unit counts replace the per-delegate warning
+    assert judge_run(partial, 0, "gpu", strict_delegation=True)[:2] == ("failed", message)
     failed_gpu = log.replace("INFO: The input model",
                              "ERROR: Failed to apply GPU delegate.\nINFO: The input model")
     assert judge_run(failed_gpu, 0, "gpu")[:2] == ("failed", "Failed to apply GPU delegate.")

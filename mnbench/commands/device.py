@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from device_bench.delegates import DELEGATES
+from device_bench.delegates import DELEGATES, GPU_BACKENDS, GPU_PRECISIONS
 from device_bench.errors import BenchError
 
 from ..cli import VERSIONS, echo_json
@@ -119,7 +119,15 @@ def _readiness(entry, address: str | None, choice) -> str:
               help="--num_threads values, e.g. 1,4.")
 @click.option("--delegate", "delegates", default="xnnpack", show_default=True, callback=_delegate_list,
               metavar="D[,D...]",
-              help=f"Comma-separated, from {', '.join(DELEGATES)} (cpu: no XNNPACK).")
+              help=f"Comma-separated, from {', '.join(DELEGATES)} (cpu: no XNNPACK; gpu, npu: LiteRT's "
+                   "CompiledModel accelerators; nnapi: deprecated from Android 15).")
+@click.option("--gpu-precision", type=click.Choice(GPU_PRECISIONS), default="auto", show_default=True,
+              help="GPU runs: --gpu-precision (auto: the accelerator's default).")
+@click.option("--gpu-backend", type=click.Choice(GPU_BACKENDS), default="auto", show_default=True,
+              help="GPU runs: --gpu_backend (auto: OpenCL on Android).")
+@click.option("--npu-library", "npu_libraries", multiple=True, metavar="PATH",
+              type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="NPU runs: a vendor dispatch or compiler-plugin library to push (repeat for several).")
 @click.option("--benchmark-binary", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="Your benchmark_model build for the phone (default: Google's prebuilt for the installed "
                    "ai-edge-litert release, downloaded once).")
@@ -140,13 +148,15 @@ def _readiness(entry, address: str | None, choice) -> str:
 @click.option("--cooldown-max-wait", type=click.FloatRange(min=0), default=120.0, show_default=True,
               help="... for at most this many seconds (then run anyway and note it).")
 @click.option("--strict-delegation", is_flag=True,
-              help="Fail runs whose delegate took only part of the graph (default: a warning).")
+              help="Fail runs whose delegate took only part of the graph (default: a warning); gpu/npu "
+                   "runs also pass --use_cpu=false --require_full_delegation=true.")
 @click.option("--results", "results_root", type=click.Path(path_type=Path, file_okay=False),
               default=Path("results/runs"), show_default=True, help="Results store folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result rows as a JSON array.")
 def device(models, serials, devices_file, servers, all_devices, where, lock_wait_s, threads, delegates,
-           benchmark_binary, benchmark_sha256, op_profile, num_runs, min_secs, warmup_runs, run_timeout_s,
-           cooldown_below, cooldown_max_wait, strict_delegation, results_root, as_json) -> None:
+           gpu_precision, gpu_backend, npu_libraries, benchmark_binary, benchmark_sha256, op_profile,
+           num_runs, min_secs, warmup_runs, run_timeout_s, cooldown_below, cooldown_max_wait,
+           strict_delegation, results_root, as_json) -> None:
     """Run benchmark_model on Android phones over ADB (pinned to the big cores) and store the results."""
     from device_bench.adb_server import AdbServer
     from device_bench.android import BenchSettings, benchmark_devices, load_models, reach_devices
@@ -162,7 +172,9 @@ def device(models, serials, devices_file, servers, all_devices, where, lock_wait
     settings = BenchSettings(num_runs=num_runs, min_secs=min_secs, warmup_runs=warmup_runs,
                              op_profile=op_profile, run_timeout_s=run_timeout_s,
                              cooldown_below_c=cooldown_below, cooldown_max_wait_s=cooldown_max_wait,
-                             strict_delegation=strict_delegation, lock_wait_s=lock_wait_s)
+                             strict_delegation=strict_delegation, lock_wait_s=lock_wait_s,
+                             gpu_precision=gpu_precision, gpu_backend=gpu_backend,
+                             npu_libraries=npu_libraries)
     loaded = load_models(models)  # the cheap local checks first
     chosen = select(specs, servers or [AdbServer()], all_devices, parse_where(where))
     if not chosen:

@@ -4,13 +4,20 @@
 Behaviour comes from ``$FAKE_BENCHMARK_MODE`` or ``<sandbox>/.loopback/fake_benchmark.json`` (written by
 ``tests.loopback_adb.fixtures.set_fake_benchmark``)::
 
-    {"mode": "ok" | "nonzero" | "crash" | "garbage" | "truncated" | "hang" | "custom",
+    {"mode": "ok" | "nonzero" | "crash" | "garbage" | "truncated" | "hang" | "custom" | "replay",
      "exit_code": int, "inference_avg_us": float, "init_us": float, "delay_s": float, "hang_s": float,
      "stdout": str, "stderr": str,         # stdout/stderr: the text printed in "custom" mode
-     "avg_us_by_graph": {str: float}}      # the first key found in the --graph file name sets the average
+     "avg_us_by_graph": {str: float},      # the first key found in the --graph file name sets the average
+     "replay": {"cpu" | "gpu" | "npu": str}}  # "replay": a captured log, chosen by --use_npu / --use_gpu
+
+In "replay" mode the fake prints the captured log of the accelerator its flags ask for (``--use_npu=true``:
+``npu``, ``--use_gpu=true``: ``gpu``, else ``cpu``) with this run's model path and thread count in the lines
+that name them (``Loading model from:``, ``Loaded model``, ``Graph: [``, ``Num threads: [``), and exits 1
+when the log says ``Benchmarking failed``.
 
 Like the real tool, INFO lines go to stdout and VERBOSE/ERROR lines to stderr. Every call is appended to
-``<sandbox>/.loopback/fake_benchmark_calls.jsonl`` (argv, cwd) so tests can check the flags, and its start and
+``<sandbox>/.loopback/fake_benchmark_calls.jsonl`` (argv, cwd, ``LD_LIBRARY_PATH`` and the files in
+``--dispatch_library_path``) so tests can check the flags, and its start and
 end times to ``fake_benchmark_spans.jsonl`` (so tests can check that runs on one phone never overlap).
 Standard library only: it runs under the host's python3 through the sandbox's ``/system/bin/python3``.
 """
@@ -18,11 +25,12 @@ Standard library only: it runs under the host's python3 through the sandbox's ``
 import json
 import os
 import random
+import re
 import signal
 import sys
 import time
 
-MODES = ("ok", "nonzero", "crash", "garbage", "truncated", "hang", "custom")
+MODES = ("ok", "nonzero", "crash", "garbage", "truncated", "hang", "custom", "replay")
 
 
 def _settings():
@@ -38,9 +46,13 @@ def _settings():
     root = os.environ.get("LOOPBACK_SANDBOX", "/nonexistent")
     argv = [arg.replace(root + "/", "/") for arg in sys.argv[1:]]  # device paths, as the caller wrote them
     cwd = "/" + os.path.relpath(os.getcwd(), root).lstrip(".")
+    libraries = _flags(sys.argv[1:]).get("dispatch_library_path")
+    call = {"argv": argv, "cwd": cwd,
+            "ld_library_path": os.environ.get("LD_LIBRARY_PATH", "").replace(root + "/", "/") or None,
+            "libraries": sorted(os.listdir(libraries)) if libraries and os.path.isdir(libraries) else None}
     try:
         with open(os.path.join(state, "fake_benchmark_calls.jsonl"), "a") as handle:
-            handle.write(json.dumps({"argv": argv, "cwd": cwd}) + "\n")
+            handle.write(json.dumps(call) + "\n")
     except OSError:
         pass
     return settings
@@ -105,6 +117,19 @@ def _ok_log(flags, settings):
     return "\n".join(lines) + "\n"
 
 
+def _replay(flags, settings):
+    """The captured log for the accelerator the flags ask for, naming this run's model and threads."""
+    unit = "npu" if flags.get("use_npu") == "true" else "gpu" if flags.get("use_gpu") == "true" else "cpu"
+    text = settings.get("replay", {}).get(unit)
+    if text is None:
+        return f"fake_benchmark_model: no {unit} log to replay\n", 2
+    graph, threads = flags.get("graph", ""), flags.get("num_threads", "")
+    text = re.sub(r"(Loading model from: |Loaded model ).*", lambda match: match[1] + graph, text)
+    text = re.sub(r"Graph: \[.*\]", lambda _: f"Graph: [{graph}]", text)
+    text = re.sub(r"Num threads: \[\d+\]", lambda _: f"Num threads: [{threads}]", text) if threads else text
+    return text, 1 if "Benchmarking failed" in text else 0
+
+
 def _out(text, stream=sys.stdout):
     stream.write(text)
     stream.flush()
@@ -118,6 +143,10 @@ def main():
         _out(f"fake_benchmark_model: unknown mode {mode!r}\n", sys.stderr)
         return 2
     graph = flags.get("graph", "")
+    if mode == "replay":
+        text, code = _replay(flags, settings)
+        _out(text)
+        return code
     if mode == "custom":
         _out(settings.get("stdout", ""))
         _out(settings.get("stderr", ""), sys.stderr)
