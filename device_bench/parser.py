@@ -4,7 +4,16 @@ Output eras (as in ``shared/fixtures/benchmark_logs/SOURCES.md``): ``A`` ends wi
 timings in us: Warmup:, Init:, no stats:`` (TF 1.x); ``B`` with ``Inference timings in us: Init:, First
 inference:, Warmup (avg):, Inference (avg):`` and ``Peak memory footprint (MB)`` (TF ~2.2-2.6); ``C`` says
 ``Memory footprint delta from the start of the tool (MB)`` and later adds ``INFO:`` prefixes and ``p5=
-median= p95=``; ``D`` (LiteRT ``litert/tools``) ends with a millisecond ``BENCHMARK RESULTS`` block.
+median= p95=``; ``D`` (LiteRT ``litert/tools``) ends with a millisecond ``BENCHMARK RESULTS`` block (with
+``Signature name:`` for a model of several signatures).
+
+``units`` counts the model's operators per unit that ran them (``GPU``, ``NPU``, ``XNNPACK``, ``NNAPI``, ...,
+and ``CPU`` for the built-in kernels no delegate took), from TFLite's ``Replacing N out of M node(s) with
+delegate (NAME)`` lines (``tflite/core/subgraph.cc``; on Android the tool prints them at VERBOSE, which
+``tflite/minimal_logging_android.cc`` lets through to stderr) and LiteRT's NPU compiler line ``Partitioned
+subgraph<i>, selected N ops, from a total of M ops`` (``litert/compiler/plugin/compiler_plugin.cc``). LiteRT's
+GPU accelerator names its delegate ``LITERT_CL``, its NPU ``DispatchDelegate``
+(``litert/runtime/dispatch/dispatch_delegate.cc``).
 
 Figures are copied from the text (ms times 1000); what the text does not say is ``None``. If the text
 stops inside its last line, that line's last word is dropped when it holds a digit (it may be cut short).
@@ -77,7 +86,8 @@ _PARAM_RES = {"num_threads": re.compile(r"(?:Num threads|#threads used for CPU i
               "graph": re.compile(r"Graph: \[(.+)\]$|(?:Loaded model|Loading model from:) (.+)$")}
 _LITERT_MARK_RE = re.compile(r"BENCHMARK RESULTS|benchmark_litert_model|LiteRT environment")
 _REPLACING_RE = re.compile(
-    r"Replacing (?P<nodes>\d+) (?:out of (?P<total>\d+) )?node\(s\) with delegate \((?P<name>[^)]*)\) node"
+    r"Replacing (?P<nodes>\d+) (?:out of (?P<total>\d+) )?node\(s\) with delegate \((?P<name>[^)]*)\)"
+    r"(?: node)?"
     r"(?:, yielding (?P<parts>\d+) partitions?)?(?: for (?:subgraph (?P<subgraph>\d+)|the whole graph))?",
     re.ASCII)
 _EXPLICIT_RE = re.compile(r"Explicitly applied (?P<name>\S+) delegate, and the model graph will be "

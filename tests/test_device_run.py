@@ -23,8 +23,8 @@ from device_bench.errors import ModelFileError
 
 from device_bench.adb_server import AdbServer
 from device_bench.android import benchmark_devices, load_models, read_devices_file
-from device_bench.android_run import (BenchSettings, benchmark_argv, benchmark_env, check_delegation, exit_text,
-                                     judge_run)
+from device_bench.android_run import (BenchSettings, benchmark_argv, benchmark_env, check_delegation,
+                                     exit_text, judge_run)
 from device_bench.android_session import DeviceSession
 from device_bench.connect import open_transport
 from device_bench.store import COLUMN_NAMES, ResultStore
@@ -106,7 +106,8 @@ def test_benchmark_argv_spells_the_flags_in_one_place():
     assert benchmark_argv("b", "g", 1, "cpu", FAST)[-1] == "--use_xnnpack=false"
     # gpu and npu: LiteRT's CompiledModel flags (litert/tools/benchmark_litert_model.h; note the hyphen)
     assert benchmark_argv("b", "g", 1, "gpu", FAST)[-2:] == ["--use_gpu=true", "--gpu-precision=auto"]
-    strict = BenchSettings(strict_delegation=True, gpu_precision="fp16", gpu_backend="opengl", op_profile=True)
+    strict = BenchSettings(strict_delegation=True, gpu_precision="fp16", gpu_backend="opengl",
+                           op_profile=True)
     assert benchmark_argv("b", "g", 1, "gpu", strict)[6:] == [
         "--use_gpu=true", "--gpu-precision=fp16", "--gpu_backend=opengl", "--use_cpu=false",
         "--require_full_delegation=true", "--use_profiler=true"]

@@ -296,3 +296,25 @@ def test_text_without_tool_output_raises(text):
     with pytest.raises(ToolOutputParseError):
         parse_run(text)
     assert split_runs(text) == []
+
+
+def test_units_count_the_models_operators_per_unit():
+    """Delegates take turns: later "out of" totals count what the earlier ones left (see parser._units)."""
+    head = "STARTING!\n"
+    gpu = parse_run(head + "VERBOSE: Replacing 48 out of 90 node(s) with delegate (LITERT_CL) node, yielding "
+                    "2 partitions for subgraph 0 (main).\nVERBOSE: Replacing 32 out of 43 node(s) with "
+                    "delegate (TfLiteXNNPackDelegate) node, yielding 4 partitions for subgraph 0 (main).\n")
+    assert gpu["units"] == {"GPU": 48, "XNNPACK": 32, "CPU": 10} and gpu["delegates"] == ["GPU", "XNNPACK"]
+    compiled = ("INFO: [compiler_plugin.cc:740] Partitioned subgraph<0>, selected 3911 ops, from a total of "
+                "3912 ops. resulted in 2 partitions.\nVERBOSE: Replacing 2 out of 3 node(s) with delegate "
+                "(DispatchDelegate) node, yielding 3 partitions for subgraph 0 (main).\n")
+    assert parse_run(head + compiled)["units"] == {"NPU": 3911, "CPU": 1}  # dispatch nodes are not operators
+    failed = compiled + "ERROR: [dispatch_delegate.cc:145] Failed to create a dispatch delegate kernel: No " \
+                        "usable Dispatch runtime found\n"
+    assert parse_run(head + failed)["units"] == {"NPU": 0, "CPU": 3912}
+    assert parse_run(head + "Created TensorFlow Lite XNNPACK delegate for CPU.\n")["units"] is None
+
+
+def test_litert_signature_name():
+    (row,) = parse_log(read_text(OWN_LOGS / "d_litert_gpu_llm_signature_block_mlcommons.txt"))
+    assert (row["signature"], row["avg_us"], row["count"]) == ("prefill_1024", 7430200.0, 10)
