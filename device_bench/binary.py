@@ -6,8 +6,11 @@ per LiteRT release (the layout Google's own ``litert-cli`` 0.2.1 uses, ``litert_
     $MNBENCH_BINARIES_URL/<ai-edge-litert version>/android_arm64/benchmark_model
 
 (default base ``https://storage.googleapis.com/litert/binaries``; ``nightly`` for
-``ai-edge-litert-nightly``), so the phone runs the same LiteRT release as the host interpreter. Only
-arm64-v8a is published. The download is cached in ``$MNBENCH_CACHE_DIR`` (default ``~/.cache/mnbench``) and
+``ai-edge-litert-nightly``), so the phone runs the same LiteRT release as the host interpreter. That
+prebuilt is LiteRT's CompiledModel benchmark (``//litert/tools:benchmark_model``,
+https://ai.google.dev/edge/litert/next/benchmark), which ``--delegate gpu|npu`` drive with its accelerator
+flags (:func:`device_bench.android_run.benchmark_argv`). Only arm64-v8a is published. The download is
+cached in ``$MNBENCH_CACHE_DIR`` (default ``~/.cache/mnbench``) and
 trusted on first use (:mod:`device_bench.fetch`); ``--benchmark-sha256`` pins it. The binary lives at
 :data:`DEVICE_BINARY` and is pushed again only when ``sha256sum`` on the device disagrees with the local
 file's hash.
