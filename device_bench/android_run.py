@@ -17,9 +17,9 @@
   ``strict_delegation``. An ``ok`` row also needs a run count and an average (``count``,
   ``avg_us``); builds that print no ``median=`` (before percentiles, e.g. TF 2.0) are ``ok`` rows whose
   ``median_us`` is empty, which the results schema accepts. For ``gpu``/``npu`` the share of the model's
-  operators each unit ran (:func:`accelerator_use`) decides: none on the accelerator fails the run, part of
-  them is a warning naming the CPU fallback (a failure with ``strict_delegation``, which also passes
-  ``--use_cpu=false --require_full_delegation=true`` so the tool itself refuses a partial graph).
+  operators each unit ran (:func:`accelerator_use`) decides: none or part of them on the accelerator is a
+  warning naming the CPU fallback, and the row measures what ran (a failure with ``strict_delegation``, which
+  also passes ``--use_cpu=false --require_full_delegation=true`` so the tool itself refuses a partial graph).
 * :func:`result_row` fills exactly the results-store columns (``device_bench.store.COLUMNS``).
 """
 
@@ -234,9 +234,12 @@ def check_delegation(parsed: dict, delegate: str, strict: bool = False) -> tuple
                           "it anyway)"]
         return None, []
     if name not in applied:
-        why = _why_no_accelerator(parsed) if delegate in ACCELERATORS else ""
-        return (f"{name} delegate was not applied: the model silently ran on the CPU "
-                f"(delegates seen: {', '.join(applied) or 'none'}){why}"), []
+        message = (f"{name} delegate was not applied: the model silently ran on the CPU "
+                   f"(delegates seen: {', '.join(applied) or 'none'})")
+        if delegate in ACCELERATORS:  # the row measures the CPU fallback; it says so (fails when strict)
+            message += _why_no_accelerator(parsed)
+            return (message, []) if strict else (None, [message])
+        return message, []
     counts = [(int(match["nodes"]), int(match["total"])) for match in partial if match["name"] == name]
     if not counts and applied[0] == name and None not in (parsed["delegate_nodes"], parsed["total_nodes"]) \
             and parsed["delegate_nodes"] < parsed["total_nodes"]:
@@ -272,13 +275,14 @@ def accelerator_use(parsed: dict | None, delegate: str, settings: BenchSettings 
 def _check_units(use: dict, strict: bool, why: str) -> tuple[str | None, list[str]]:
     name, taken, total = use["requested"], use["accelerator_ops"], use["total_ops"]
     if taken == 0:
-        return (f"{name} delegate was not applied: the model silently ran on the CPU (all {total} operators: "
-                f"{use['fallback']}){why}"), []
-    if taken < total:
+        message = (f"{name} delegate was not applied: the model silently ran on the CPU "
+                   f"(all {total} operators: {use['fallback']}){why}")
+    elif taken < total:
         message = (f"{name} delegate took only {taken} of {total} operators ({100 * taken / total:.0f} %); "
                    f"CPU fallback: {use['fallback']}")
-        return (message, []) if strict else (None, [message])
-    return None, []
+    else:
+        return None, []
+    return (message, []) if strict else (None, [message])
 
 
 def _why_no_accelerator(parsed: dict) -> str:

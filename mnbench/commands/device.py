@@ -148,8 +148,8 @@ def _readiness(entry, address: str | None, choice) -> str:
 @click.option("--cooldown-max-wait", type=click.FloatRange(min=0), default=120.0, show_default=True,
               help="... for at most this many seconds (then run anyway and note it).")
 @click.option("--strict-delegation", is_flag=True,
-              help="Fail runs whose delegate took only part of the graph (default: a warning); gpu/npu "
-                   "runs also pass --use_cpu=false --require_full_delegation=true.")
+              help="Fail runs whose delegate took only part of the graph (gpu/npu: or none of it); default: "
+                   "a warning. gpu/npu runs also pass --use_cpu=false --require_full_delegation=true.")
 @click.option("--results", "results_root", type=click.Path(path_type=Path, file_okay=False),
               default=Path("results/runs"), show_default=True, help="Results store folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result rows as a JSON array.")
