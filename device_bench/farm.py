@@ -131,7 +131,7 @@ class Farm:
             for device in listed.values():
                 if device.state == "free":
                     wanted.setdefault(device.serial, (device, {}))
-                elif device.serial not in wanted:
+                elif device.serial not in wanted and _matches(device, {}, where):
                     self.say(f"farm phone {device.serial} ({device.fields['model'] or '?'}): {device.state}, "
                              "not taken")
         return [(device, labels) for device, labels in wanted.values()

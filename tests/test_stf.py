@@ -26,6 +26,14 @@ from tests.test_device_run import mode_binary, tiny_model
 
 pytestmark = pytest.mark.timeout(180)
 FAST = ["--runs", "3", "--min-secs", "0", "--cooldown-max-wait", "0"]
+SECRETS = "secrets"    # the folder of a test's token file: the one place the token may be
+
+
+def token_file(farm: LoopbackStf, tmp_path: Path) -> Path:
+    path = tmp_path / SECRETS / "token"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(f"{farm.token}\n")
+    return path
 
 
 @pytest.fixture
@@ -53,13 +61,13 @@ def assert_nothing_leased(farm: LoopbackStf) -> None:
     assert farm.taken == farm.released + farm.expired + farm.revoked, farm.requests
 
 
-def assert_token_nowhere(farm: LoopbackStf, root: Path, *outputs: str) -> None:
+def assert_token_nowhere(farm: LoopbackStf, root: Path, *outputs: str, rows: bool = True) -> None:
     """The token is in no output and no file under ``root`` (results, raw logs, phone sandboxes, caches)."""
     token = farm.token.encode()
     for text in outputs:
         assert farm.token not in text
-    written = [path for path in root.rglob("*") if path.is_file()]
-    assert any(path.name == "rows.csv" for path in written) or not outputs
+    written = [path for path in root.rglob("*") if path.is_file() and SECRETS not in path.parts]
+    assert any(path.name == "rows.csv" for path in written) or not rows   # the results were searched too
     for path in written:
         assert token not in path.read_bytes(), f"the token is in {path}"
 
@@ -114,8 +122,7 @@ def test_client_reads_stf_answers_and_refuses_bad_input(farm, tmp_path, monkeypa
     monkeypatch.delenv("STF_TOKEN")
     with pytest.raises(FarmInputError, match=r"no STF access token: set \$STF_TOKEN"):
         read_token()
-    (tmp_path / "token").write_text(f"  {farm.token}\n")
-    assert read_token(tmp_path / "token") == farm.token
+    assert read_token(token_file(farm, tmp_path)) == farm.token
     assert StfDevice.from_json({"serial": "x", "present": False}).state == "absent"
 
 
@@ -165,23 +172,24 @@ def test_bad_input_is_one_line_and_exit_2(farm, tmp_path, monkeypatch):
     assert (code, out) == (2, "") and err.count("\n") == 1
     assert "rejected the access token (401 Bad Credentials): check $STF_TOKEN" in err
     assert "not-the-token" not in err
-    (tmp_path / "token").write_text(farm.token)
+    token = token_file(farm, tmp_path)
     monkeypatch.delenv("STF_TOKEN")
     cases = {   # args -> the line expected
-        ("--serial", "NOPE"): "the farm", ("--stf", "http://127.0.0.1:9"): "is unreachable",
-        ("--stf", "ftp://x"): "is not an http(s)://HOST[:PORT] URL"}
+        ("--serial", "NOPE"): "has no phone NOPE (404 Device not found)",
+        ("--stf", "http://127.0.0.1:9", "--all-devices"): "is unreachable",
+        ("--stf", "ftp://x", "--all-devices"): "is not an http(s)://HOST[:PORT] URL"}
     for extra, expected in cases.items():
-        code, _, err = run(*device_args(farm, tmp_path, "--stf-token-file", tmp_path / "token", *extra,
+        code, _, err = run(*device_args(farm, tmp_path, "--stf-token-file", token, *extra,
                                         model))
         assert code == 2 and expected in err and err.count("\n") == 1, (extra, err)
     code, _, err = run(*device_args(farm, tmp_path, "--serial", "NOPE", model))
     assert code == 2 and "no STF access token" in err
     farm.add("FARM-X86", farm.loopbacks["FARM-A"].serial, abi="x86_64")
-    code, _, err = run("device", "--stf", farm.url, "--stf-token-file", tmp_path / "token", "--serial",
+    code, _, err = run("device", "--stf", farm.url, "--stf-token-file", token, "--serial",
                        "FARM-X86", model, "--results", tmp_path / "results")   # Google's prebuilt: arm64 only
     assert code == 2 and "farm phone FARM-X86: no prebuilt benchmark_model for the phone's ABI x86_64" in err
     assert farm.taken == 0 and farm.held() == []
-    assert_token_nowhere(farm, tmp_path)
+    assert_token_nowhere(farm, tmp_path, rows=False)
 
 
 def test_devices_lists_the_farm_with_whose_each_phone_is(farm, tmp_path, monkeypatch):
@@ -194,7 +202,7 @@ def test_devices_lists_the_farm_with_whose_each_phone_is(farm, tmp_path, monkeyp
     code, out, _ = run("devices", "--stf", farm.url, "--json")
     items = {item["serial"]: item for item in json.loads(out)}
     assert items["HELD-C"]["state"] == "held by alice" and items["FARM-A"]["farm"] == farm.url
-    assert_token_nowhere(farm, tmp_path, out, err)
+    assert_token_nowhere(farm, tmp_path, out, err, rows=False)
 
 
 # --------------------------------------------------------------------------- nothing stays leased
@@ -237,7 +245,7 @@ def test_the_farm_taking_a_phone_back_mid_run(farm, tmp_path):
 
 
 def test_an_adb_error_mid_run_still_gives_the_phone_back(farm, loopback_factory, tmp_path):
-    dropping = loopback_factory(drop_on_shell="--graph=")
+    dropping = loopback_factory(drop_on_shell="num_threads=")
     farm.add("FARM-D", dropping.serial)
     code, out, err = run(*device_args(farm, tmp_path, "--serial", "FARM-D", tiny_model(tmp_path / "m.tflite"),
                                       "--json"))
