@@ -10,6 +10,11 @@ different order each round, and the median round is reported. Parallel efficienc
 phones / (N x throughput with 1 phone).
 
 Writes results/lab_throughput.md. Run: python benchmarks/lab_throughput.py [--rounds 3] [--phone-seconds 1]
+
+``--farm`` measures a DeviceFarmer STF farm instead (and rewrites only the file's "Farm" section): 1 and 8
+loopback phones behind the loopback STF of tests/loopback_stf.py, each leased, remote-connected (through the
+stand-in's TCP bridge, as STF's provider bridges a phone), benchmarked, disconnected and released; the wall
+time runs from the first lease to the last release.
 """
 
 import argparse
@@ -33,7 +38,9 @@ from tests.loopback_adb.lab import start_lab  # noqa: E402
 from tests.test_device_run import tiny_model  # noqa: E402
 
 PHONE_COUNTS = (1, 2, 4, 8)
+FARM_COUNTS = (1, 8)
 MODELS = 8
+FARM_SECTION = "## Farm phones (DeviceFarmer STF)"
 
 
 def private_client(work: Path) -> None:
@@ -68,7 +75,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--phone-seconds", type=float, default=1.0, help="stand-in run time on the phone")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "lab_throughput.md")
+    parser.add_argument("--farm", action="store_true",
+                        help="measure 1 and 8 phones leased from a loopback STF")
     args = parser.parse_args()
+    if args.farm:
+        return farm_main(args)
     if shutil.which("adb") is None:
         raise SystemExit("needs Google's adb (Debian: apt-get install -y adb)")
     work = Path(tempfile.mkdtemp(prefix="lab_throughput_"))
@@ -124,6 +135,96 @@ def write(args, measured: dict[int, list[dict]], load_before, load_after) -> Non
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")
+
+
+def farm_main(args) -> None:
+    import secrets
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.loopback_adb.fixtures import start_loopback
+    from tests.loopback_stf import LoopbackStf
+
+    work = Path(tempfile.mkdtemp(prefix="farm_throughput_"))
+    private_client(work)
+    load_before = os.getloadavg()
+    stf = LoopbackStf(f"stf-{secrets.token_hex(16)}")
+    with ThreadPoolExecutor(max_workers=max(FARM_COUNTS)) as pool:
+        phones = list(pool.map(lambda index: start_loopback(work / f"phone{index}"), range(max(FARM_COUNTS))))
+    try:
+        for index, phone in enumerate(phones):
+            phone.set_benchmark("ok", delay_s=args.phone_seconds)
+            stf.add(f"FARM-{index}", phone.serial)
+        models = [tiny_model(work / "models" / f"model{index}.tflite") for index in range(MODELS)]
+        settings = BenchSettings(num_runs=3, min_secs=0, cooldown_max_wait_s=0, run_timeout_s=60,
+                                 command_timeout_s=30)
+        measured: dict[int, list[dict]] = {count: [] for count in FARM_COUNTS}
+        for round_index in range(args.rounds):
+            order = FARM_COUNTS if round_index % 2 == 0 else tuple(reversed(FARM_COUNTS))
+            for count in order:
+                result = one_farm_configuration(stf, count, models, settings, work / "results")
+                measured[count].append(result)
+                print(f"round {round_index + 1}: {count} farm phones, {result['runs']} runs, "
+                      f"{result['wall_s']:.2f} s", flush=True)
+        if stf.held() or stf.taken != stf.released:
+            raise SystemExit(f"leases left: {stf.held()} ({stf.taken} taken, {stf.released} released)")
+    finally:
+        stf.stop()
+        for phone in phones:
+            phone.stop()
+    write_farm(args, measured, load_before, os.getloadavg())
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def one_farm_configuration(stf, count: int, models: list[Path], settings: BenchSettings,
+                           results: Path) -> dict:
+    from device_bench.binary import BinaryChoice
+    from device_bench.farm import Farm, select_with_farm
+    from device_bench.stf import StfClient
+
+    started = time.perf_counter()
+    with Farm(StfClient(stf.url, stf.token)) as farm:
+        specs = [parse_spec(f"FARM-{index}") for index in range(count)]
+        chosen = select_with_farm(farm, specs, [], False, {}, binary=BinaryChoice(FAKE_BENCHMARK))
+        run = benchmark_devices(chosen, models, settings=settings, benchmark_binary=FAKE_BENCHMARK,
+                                results_root=results)
+    wall_s = time.perf_counter() - started
+    failed = [row["error"] for row in run.rows if row["status"] != "ok"]
+    if failed:
+        raise SystemExit(f"{len(failed)} runs failed with {count} farm phones: {failed[0]}")
+    return {"phones": count, "runs": len(run.rows), "wall_s": wall_s}
+
+
+def write_farm(args, measured: dict[int, list[dict]], load_before, load_after) -> None:
+    from _context import context
+
+    ctx = context()
+    command = (f"python benchmarks/lab_throughput.py --farm --rounds {args.rounds} "
+               f"--phone-seconds {args.phone_seconds:g}")
+    lines = ["", FARM_SECTION, "", f"Command: `{command}`  ",
+             f"Machine: {ctx['cpu']}, {ctx['cores']} cores, {ctx['os']}, Python {ctx['python']}  ",
+             f"Commit: {ctx['git_commit']}  ", f"Date: {ctx['utc_time']}", "",
+             f"Load average (1, 5, 15 min) before: {', '.join(f'{x:.2f}' for x in load_before)}; after: "
+             f"{', '.join(f'{x:.2f}' for x in load_after)} (shared machine: compare these rows with each "
+             "other only).", "",
+             "Phones leased from the loopback STF (tests/loopback_stf.py) through `device_bench.farm`, the "
+             "code behind `mnbench device --stf`: lease, ADB key, remote connect (a TCP bridge to each "
+             "loopback phone), keep-alive, benchmark, disconnect and release are all inside the wall time. "
+             f"The stand-in benchmark_model sleeps {args.phone_seconds:g} s per run, so a phone needs at "
+             f"least {MODELS * args.phone_seconds:g} s for the 8 models.", "",
+             "| farm phones | runs | wall s (median of rounds) | all rounds s | runs/s | speed-up "
+             "| parallel efficiency |", "|---:|---:|---:|---|---:|---:|---:|"]
+    base = None
+    for count in FARM_COUNTS:
+        walls = [item["wall_s"] for item in measured[count]]
+        wall_s, runs = statistics.median(walls), measured[count][0]["runs"]
+        throughput = runs / wall_s
+        base = base or throughput
+        lines.append(f"| {count} | {runs} | {wall_s:.2f} | {', '.join(f'{w:.2f}' for w in walls)} | "
+                     f"{throughput:.2f} | {throughput / base:.2f} | {throughput / (count * base):.2f} |")
+    text = args.out.read_text() if args.out.exists() else ""
+    text = text.split("\n" + FARM_SECTION, 1)[0].rstrip("\n") + "\n"
+    args.out.write_text(text + "\n".join(lines) + "\n")
+    print(f"wrote the farm section of {args.out}")
 
 
 if __name__ == "__main__":

@@ -108,3 +108,15 @@ class CommandFailed(BenchError):
 
 def _short(text: str, limit_chars: int = 160) -> str:
     return text if len(text) <= limit_chars else text[:limit_chars - 3] + "..."
+
+
+class FarmError(BenchError):
+    """A device farm (DeviceFarmer STF) refused or failed a request mid-run (see :mod:`device_bench.stf`)."""
+
+
+class FarmInputError(BenchInputError):
+    """A farm that cannot be used as given: unreachable URL, a rejected token, a phone it does not have."""
+
+
+class LeaseNotReleased(BenchError):
+    """A phone leased from the farm could not be given back; the message names each serial."""

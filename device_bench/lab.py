@@ -47,10 +47,12 @@ class LabDevice:
     server: AdbServer | None
     name: str
     labels: dict[str, str] = field(default_factory=dict)
+    farm: dict | None = None    # a phone leased from STF (:mod:`device_bench.farm`): the farm and its fields
 
     def about(self) -> dict:
         """What the rows' ``target_desc`` records about where the phone was."""
-        return {"adb_server": self.server.address if self.server else None, "labels": dict(self.labels)}
+        return {"adb_server": self.server.address if self.server else None, "labels": dict(self.labels),
+                **({"stf": dict(self.farm)} if self.farm else {})}
 
 
 def parse_server(text: str) -> AdbServer:

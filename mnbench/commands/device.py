@@ -44,21 +44,36 @@ ADB_SERVER_HELP = ("An adb server to ask for phones, this host's or another's (r
                    "$ADB_SERVER_SOCKET (tcp:HOST:PORT), else 127.0.0.1:$ANDROID_ADB_SERVER_PORT or 5037.")
 
 
+def _stf_options(command):
+    """``--stf URL`` and ``--stf-token-file PATH`` (the token is never an option's value)."""
+    command = click.option("--stf-token-file", type=click.Path(path_type=Path, dir_okay=False),
+                           metavar="PATH", help="File holding the STF access token (default: $STF_TOKEN)."
+                           )(command)
+    return click.option("--stf", "stf_url", metavar="URL",
+                        help="A DeviceFarmer STF farm to lease phones from (mixes with --adb-server)."
+                        )(command)
+
+
 @click.command()
 @click.option("--adb-server", "servers", multiple=True, metavar="HOST:PORT", callback=_adb_servers,
               help=ADB_SERVER_HELP)
+@_stf_options
 @click.option("--check", is_flag=True,
               help="Also say per phone whether benchmark_model is ready (on the phone, cached, to download).")
 @click.option("--benchmark-binary", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="With --check: your build instead of Google's prebuilt.")
 @click.option("--benchmark-sha256", metavar="HEX", help="With --check: the sha256 the binary must have.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
-def devices(servers, check: bool, benchmark_binary, benchmark_sha256, as_json: bool) -> None:
+def devices(servers, check: bool, benchmark_binary, benchmark_sha256, as_json: bool, **farm) -> None:
     """List the phones of the adb servers (or USB phones when no server runs): state, model, server."""
     from device_bench.binary import BinaryChoice
     from device_bench.connect import list_reachable
     from device_bench.lab import list_servers
 
+    if farm["stf_url"]:
+        _farm_devices(farm["stf_url"], farm["stf_token_file"], as_json, then_servers=bool(servers))
+        if not servers:
+            return
     if servers:
         listed = [(server.address, entry) for server, entry in list_servers(servers)]
     else:
@@ -110,11 +125,17 @@ def _readiness(entry, address: str | None, choice) -> str:
               help="File with one device per line (as --serial) and key=value labels (# comments allowed).")
 @click.option("--adb-server", "servers", multiple=True, metavar="HOST:PORT", callback=_adb_servers,
               help=ADB_SERVER_HELP)
-@click.option("--all-devices", is_flag=True, help="Every phone the adb servers list.")
+@_stf_options
+@click.option("--stf-lease", "stf_lease_s", type=click.FloatRange(min=1), default=900.0, show_default=True,
+              help="The STF lease's idle timeout in seconds (mnbench keeps it alive while it runs).")
+@click.option("--all-devices", is_flag=True,
+              help="Every phone the adb servers list (and every free farm phone).")
 @click.option("--where", "where", multiple=True, metavar="KEY=VALUE",
-              help="Only the devices-file lines with this label (repeat: all must match).")
+              help="Only the devices-file lines with this label, or the farm phones with this STF field "
+                   "(model, sdk, abi, manufacturer, provider); repeat: all must match.")
 @click.option("--lock-wait", "lock_wait_s", type=click.FloatRange(min=0), default=600.0, show_default=True,
-              help="Seconds to wait for a phone another mnbench process is benchmarking.")
+              help="Seconds to wait for a phone another mnbench process is benchmarking (farm phones held "
+                   "by others: only when given, else they are skipped).")
 @click.option("--threads", type=IntList(), default="1", show_default=True,
               help="--num_threads values, e.g. 1,4.")
 @click.option("--delegate", "delegates", default="xnnpack", show_default=True, callback=_delegate_list,
@@ -156,7 +177,7 @@ def _readiness(entry, address: str | None, choice) -> str:
 def device(models, serials, devices_file, servers, all_devices, where, lock_wait_s, threads, delegates,
            gpu_precision, gpu_backend, npu_libraries, benchmark_binary, benchmark_sha256, op_profile,
            num_runs, min_secs, warmup_runs, run_timeout_s, cooldown_below, cooldown_max_wait,
-           strict_delegation, results_root, as_json) -> None:
+           strict_delegation, results_root, as_json, **farm) -> None:
     """Run benchmark_model on Android phones over ADB (pinned to the big cores) and store the results."""
     from device_bench.adb_server import AdbServer
     from device_bench.android import BenchSettings, benchmark_devices, load_models, reach_devices
@@ -176,7 +197,9 @@ def device(models, serials, devices_file, servers, all_devices, where, lock_wait
                              gpu_precision=gpu_precision, gpu_backend=gpu_backend,
                              npu_libraries=npu_libraries)
     loaded = load_models(models)  # the cheap local checks first
-    chosen = select(specs, servers or [AdbServer()], all_devices, parse_where(where))
+    chosen = (_farm_select(farm, specs, servers, all_devices, parse_where(where), lock_wait_s,
+                           BinaryChoice(benchmark_binary, benchmark_sha256)) if farm["stf_url"]
+              else select(specs, servers or [AdbServer()], all_devices, parse_where(where)))
     if not chosen:
         raise BenchError("--all-devices: the adb servers list no phone (see `mnbench devices`)")
     unusable = reach_devices(chosen)  # before any export or push: a wrong serial fails now, in one line
@@ -195,6 +218,34 @@ def device(models, serials, devices_file, servers, all_devices, where, lock_wait
         first = run.failed[0].row
         raise BenchError(f"{len(run.failed)} of {len(run.results)} runs failed (first: {_where(first)}: "
                          f"{first['error']}); all results are in {run.run_dir}")
+
+
+def _farm_select(farm: dict, specs, servers, all_devices, where, lock_wait_s, binary) -> list:
+    """Lease the farm's phones for this command (given back when it ends, however it ends), mixed with
+    the adb servers' phones; a held farm phone is waited for only with an explicit --lock-wait."""
+    from device_bench.farm import open_farm, select_with_farm
+
+    ctx = click.get_current_context()
+    opened = open_farm(farm["stf_url"], farm["stf_token_file"], farm["stf_lease_s"],
+                       say=lambda message: click.echo(f"mnbench: {message}", err=True))
+    explicit = ctx.get_parameter_source("lock_wait_s") == click.core.ParameterSource.COMMANDLINE
+    return select_with_farm(ctx.with_resource(opened), specs, servers, all_devices, where,
+                            lock_wait_s if explicit else 0.0, binary)
+
+
+def _farm_devices(url: str, token_file, as_json: bool, then_servers: bool) -> None:
+    from device_bench.farm import farm_listing, open_farm
+
+    items = farm_listing(open_farm(url, token_file).client)
+    if as_json:
+        echo_json(items)
+    else:
+        click.echo(format_table(["serial", "state", "model", "manufacturer", "sdk", "abi", "provider"], [
+            [item["serial"], item["state"], item["model"] or "-", item["manufacturer"] or "-",
+             item["sdk"] or "-", item["abi"] or "-", item["provider"] or "-"] for item in items])
+                   if items else f"the farm {url} lists no phone")
+    if then_servers and not as_json:
+        click.echo()
 
 
 @click.command()
