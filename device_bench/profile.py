@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .errors import BenchError
 from .host import HostParams
-from .slices import bundle, footprint, groups, layers, op_name, whole_footprint
+from .slices import bundle, footprint, groups, layers, node_name, op_name, whole_footprint
 from .tflite_file import open_interpreter, read_bytes, tree as model_tree
 
 
@@ -92,7 +92,8 @@ def profile(model: Path, by: str = "block", threads: int = 1,
 
     ``block`` and ``layer`` time one slice per block or layer. ``op`` times, in every layer, the layer's
     first operator, its first two, and so on: an operator's figure is what it adds to its layer (negative
-    when XNNPACK runs the longer chain as a faster fused kernel), so a layer's operators add up to it.
+    when XNNPACK runs the longer chain as a faster fused kernel), so a layer's operators add up to it; each
+    slice then also has ``node``, the operator's name as benchmark_model's op profile prints it.
     """
     import statistics
 
@@ -120,7 +121,8 @@ def profile(model: Path, by: str = "block", threads: int = 1,
                 for chain in layers(tree) for i in chain}
     rows = [{"slice": label, "ops": len(indices), "layer": layer_of[indices[0]],
              "op_types": dict(collections.Counter(op_name(tree, operators[i]) for i in indices)),
-             "median_us": part} for (label, indices), part in zip(named, parts)]
+             "median_us": part, **({"node": node_name(tree, indices[0])} if by == "op" else {})}
+            for (label, indices), part in zip(named, parts)]
     by_type: dict[str, float] = collections.defaultdict(float)
     if by == "op":
         for row in rows:

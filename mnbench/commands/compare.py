@@ -91,7 +91,7 @@ def compare(baseline, current, threshold, confidence, fail_on, allow_different_t
     frames = _load(store, baseline, "baseline"), _load(store, current, "current")
     settings = comparing.CompareSettings(threshold, confidence, match, allow_different_targets)
     try:
-        result = comparing.compare(*frames, store.load_samples, settings)
+        result = comparing.compare(*frames, store.load_samples, settings, store.load_op_times)
     except StoreError as error:
         raise comparing.CompareError(str(error)) from None
     _write_markdown(comparison_markdown(result), markdown_file)
@@ -119,6 +119,13 @@ def _print_comparison(result) -> None:
     click.echo(format_table(headers, rows))
     if not several and pairs:
         click.echo(f"target: {pairs[0]['target']}")
+    from device_bench.op_times import summary
+
+    for p in pairs:
+        if p.get("operators") and p["verdict"] != "unchanged":
+            where = f"{p['target']} " if several else ""
+            click.echo(f"operators that changed most, {where}{p['model']} t{p['threads']} {p['delegate']}: "
+                       f"{summary(p['operators'])}")
     counts = ", ".join(f"{count} {name}" for name, count in result.counts().items() if count)
     click.echo(f"\n{counts} of {len(pairs)} pairs (threshold ±{result.settings.threshold:.0%}, "
                f"{result.settings.confidence:.0%} intervals)")
