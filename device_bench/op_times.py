@@ -22,11 +22,14 @@ model's latency says whether there is one.
 
 from __future__ import annotations
 
+import collections
 import math
+import re
 from typing import Any, Iterable, Mapping
 
 SOURCES = ("benchmark_model", "mnbench profile")
 TOP = 10  # changes kept per list (by type, by node)
+_NODE_INDEX_RE = re.compile(r":\d+$")
 
 
 class OpTimesError(ValueError):
@@ -111,10 +114,10 @@ def changes(baseline: Iterable[dict], current: Iterable[dict], top: int = TOP) -
         None when a side has no op times or the two sides come from different sources, else
         ``{"source", "baseline_us", "current_us", "change_us", "by_type": [...], "by_node": [...],
         "nodes_unmatched": n}``: the operators' total per side and its change; per type (a type missing on
-        one side is 0 there) and per node (only names found on both sides; ``nodes_unmatched`` counts the
-        others), the entries with the largest change first, each ``{"name", "baseline_us", "current_us",
-        "change_us", "ratio", "share"}`` (nodes also ``"type"``), ``share`` being the entry's part of the
-        total change (None when the total did not change).
+        one side is 0 there) and per node (only nodes found on both sides, see :func:`match_nodes`;
+        ``nodes_unmatched`` counts the others), the entries with the largest change first, each
+        ``{"name", "baseline_us", "current_us", "change_us", "ratio", "share"}`` (nodes also ``"type"``),
+        ``share`` being the entry's part of the total change (None when the total did not change).
     """
     base, cur = mean(baseline), mean(current)
     if base is None or cur is None or base["source"] != cur["source"]:
@@ -123,13 +126,34 @@ def changes(baseline: Iterable[dict], current: Iterable[dict], top: int = TOP) -
     total = total_c - total_b
     types = [(name, base["by_type"].get(name, 0.0), cur["by_type"].get(name, 0.0), {})
              for name in dict.fromkeys([*base["by_type"], *cur["by_type"]])]
-    matched = [name for name in base["by_node"] if name in cur["by_node"]]
-    nodes = [(name, base["by_node"][name]["us"], cur["by_node"][name]["us"],
-              {"type": cur["by_node"][name]["type"]}) for name in matched]
+    matched = match_nodes(list(base["by_node"]), list(cur["by_node"]))
+    nodes = [(name_c, base["by_node"][name_b]["us"], cur["by_node"][name_c]["us"],
+              {"type": cur["by_node"][name_c]["type"]}) for name_b, name_c in matched]
     unmatched = len(base["by_node"]) + len(cur["by_node"]) - 2 * len(matched)
     return {"source": base["source"], "baseline_us": total_b, "current_us": total_c, "change_us": total,
             "by_type": _ranked(types, total, top), "by_node": _ranked(nodes, total, top),
             "nodes_unmatched": unmatched}
+
+
+def match_nodes(baseline: list[str], current: list[str]) -> list[tuple[str, str]]:
+    """``(baseline name, current name)`` of the nodes found on both sides, in baseline order.
+
+    Names are compared without their node index where the rest of the name is unique on both sides
+    (``[conv1/Relu6]:0`` is ``[conv1/Relu6]:12`` once 12 operators were added before it); a name whose rest
+    repeats (``[x]:3`` and ``[x]:4``) matches only the very same name.
+    """
+    stems_b = collections.Counter(_NODE_INDEX_RE.sub("", name) for name in baseline)
+    stems_c = collections.Counter(_NODE_INDEX_RE.sub("", name) for name in current)
+    by_stem = {_NODE_INDEX_RE.sub("", name): name for name in current}
+    names_c = set(current)
+    pairs = []
+    for name in baseline:
+        stem = _NODE_INDEX_RE.sub("", name)
+        if stems_b[stem] == 1 and stems_c[stem] == 1:
+            pairs.append((name, by_stem[stem]))
+        elif name in names_c:
+            pairs.append((name, name))
+    return pairs
 
 
 def _ranked(entries: list[tuple], total: float, top: int) -> list[dict]:
