@@ -253,3 +253,30 @@ def test_compare_of_host_runs_names_the_operator_type_that_got_slower(host_model
     code, out, _ = run("compare", tmp_path / "plain", tmp_path / "cur", "--json", "--fail-on", "never")
     (pair,) = json.loads(out)["pairs"]
     assert pair["operators"] is None and "per-operator times only on the current side" in pair["notes"]
+
+
+# ----------------------------------------------------------------------------------------- history
+def test_history_regressions_name_the_operator_of_a_step(db_url, tmp_path):
+    from tests.history_support import write_history
+
+    base, slow = tables(OWN_LOG), tables(slowed(OWN_LOG, "HARD_SWISH", 6.0))
+    root = tmp_path / "runs"
+    # Two early commits measured before op times were stored, then op profiles; HARD_SWISH slows at 6.
+    write_history(root, [8500.0] * 6 + [10650.0] * 4, op_times=[None, None] + [base] * 4 + [slow] * 4)
+    # Another model steps up too, with no op times anywhere: its step names no operator.
+    write_history(root, [4000.0] * 5 + [5000.0] * 5, model="v3-small_a1.00_r224_fp32.tflite", seed=3)
+    code, out, _ = run("history", "ingest", root, "--db", db_url)
+    assert code == 0 and out.startswith("20 run(s) added")
+    code, out, _ = run("history", "ingest", root, "--db", db_url, "--verify")  # op times in the digest
+    assert code == 0 and "0 run(s) added" in out
+
+    code, out, _ = run("history", "regressions", "--db", db_url, "--json")
+    steps = {item["series"].split(" ")[0]: item for item in json.loads(out)}
+    assert code == 1 and set(steps) == {"v3-small_a1.00_r224_int8.tflite", "v3-small_a1.00_r224_fp32.tflite"}
+    found = steps["v3-small_a1.00_r224_int8.tflite"]["operators"]
+    assert steps["v3-small_a1.00_r224_int8.tflite"]["commit_range"] == "c005..c006"
+    assert found["by_type"][0]["name"] == "HARD_SWISH" and found["by_type"][0]["share"] > 0.99
+    assert steps["v3-small_a1.00_r224_fp32.tflite"]["operators"] is None
+    code, out, _ = run("history", "regressions", "--db", db_url)
+    (line,) = [line for line in out.splitlines() if line.startswith("operators that changed most")]
+    assert "int8.tflite" in line and "at c005..c006: HARD_SWISH +" in line
