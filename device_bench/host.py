@@ -239,10 +239,9 @@ def bench(models: list[Path], threads: list[int], params: HostParams, results_di
 
 def _op_times(model: Path, threads: int, params: HostParams) -> dict:
     """The model's per-operator times from the slicing profiler, with the bench's settings."""
-    from .op_times import from_profile
-    from .profile import profile
+    from .profile import op_times_of
 
-    return from_profile(profile(model, by="op", threads=threads, params=params))
+    return op_times_of(model, threads, params)
 
 
 def _stored(writer: RunWriter, row: dict, result: dict,

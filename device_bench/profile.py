@@ -131,3 +131,12 @@ def profile(model: Path, by: str = "block", threads: int = 1,
     return {"model": str(model), "by": by, "threads": threads, "whole_us": whole,
             "floor_us": floor, "sessions": len(floors),
             "sum_us": total, "sum_over_whole": total / whole, "slices": rows, "by_op_type": dict(by_type)}
+
+
+def op_times_of(model: Path, threads: int = 1, params: HostParams | None = None) -> dict:
+    """The model's per-operator times (:mod:`device_bench.op_times`) from :func:`profile` by operator."""
+    from .op_times import from_profile
+
+    report = profile(model, by="op", threads=threads) if params is None else \
+        profile(model, by="op", threads=threads, params=params)
+    return from_profile(report)

@@ -280,3 +280,20 @@ def test_history_regressions_name_the_operator_of_a_step(db_url, tmp_path):
     code, out, _ = run("history", "regressions", "--db", db_url)
     (line,) = [line for line in out.splitlines() if line.startswith("operators that changed most")]
     assert "int8.tflite" in line and "at c005..c006: HARD_SWISH +" in line
+
+
+@pytest.mark.timeout(300)
+def test_ab_with_op_profile_names_the_operator_type_that_got_slower(host_models, tmp_path):
+    model_a, model_b = host_models
+    code, out, _ = run("ab", model_a, model_b, "--op-profile", "--max-secs", "10", "--runs", "10",
+                       "--min-secs", "0.1", "--fail-on", "never", "--markdown", tmp_path / "ab.md", "--json")
+    result = json.loads(out)
+    assert code == 0 and result["verdict"] in ("regression", "noisy")
+    assert result["operators"]["by_type"][0]["name"] == "MUL" and result["operators"]["nodes_unmatched"] == 12
+    markdown = (tmp_path / "ab.md").read_text()
+    assert "**Operators that changed most**: B against A" in markdown
+    assert "| type | `MUL` | 0.000 |" in markdown
+    code, out, _ = run("ab", model_a, model_b, "--max-secs", "5", "--fail-on", "never", "--json")
+    assert code == 0 and "operators" not in json.loads(out)
+    code, _, err = run("ab", model_a, model_b, "--target", "R58M123", "--op-profile")
+    assert code == 2 and "mnbench device --op-profile" in err and err.count("\n") == 1

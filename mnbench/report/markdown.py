@@ -71,23 +71,27 @@ def operators_markdown(comparison: Comparison, shown: int = 5) -> list[str]:
     the operator types and nodes whose time changed most."""
     lines = []
     for pair in comparison.pairs.to_dict("records"):
-        found = pair.get("operators")
-        if not found or pair["verdict"] == "unchanged":
-            continue
-        rows = [[kind, f"`{entry['name']}`" + (f" ({entry['type']})" if "type" in entry else ""),
-                 _ms(entry["baseline_us"]), _ms(entry["current_us"]), f"{entry['change_us'] / 1e3:+.3f}",
-                 None if entry["share"] is None else f"{entry['share']:.0%}"]
-                for kind, key in (("type", "by_type"), ("node", "by_node")) for entry in found[key][:shown]]
-        unmatched = f"; {found['nodes_unmatched']} node(s) found on one side only" \
-            if found["nodes_unmatched"] else ""
-        lines += ["", f"**Operators that changed most**: `{pair['model']}`, {pair['threads']} thread(s), "
-                      f"{pair['delegate']} ({MARKS.get(pair['verdict'], '')} {pair['verdict']}). "
-                      "All operators "
-                      f"{_ms(found['baseline_us'])} → {_ms(found['current_us'])} ms "
-                      f"({found['change_us'] / 1e3:+.3f} ms), per {found['source']}'s op profile{unmatched}.",
-                  "", markdown_table(["by", "operator", "baseline ms", "current ms", "change ms",
-                                      "share of change"], rows, right={2, 3, 4, 5})]
+        if pair.get("operators") and pair["verdict"] != "unchanged":
+            lines += changes_markdown(pair["operators"], f"`{pair['model']}`, {pair['threads']} thread(s), "
+                                      f"{pair['delegate']}", pair["verdict"], shown)
     return lines
+
+
+def changes_markdown(found: dict | None, what: str, verdict: str, shown: int = 5) -> list[str]:
+    """Lines for one ``device_bench.op_times.changes`` result: a sentence and a table (types, then nodes)."""
+    if not found:
+        return []
+    rows = [[kind, f"`{entry['name']}`" + (f" ({entry['type']})" if "type" in entry else ""),
+             _ms(entry["baseline_us"]), _ms(entry["current_us"]), f"{entry['change_us'] / 1e3:+.3f}",
+             None if entry["share"] is None else f"{entry['share']:.0%}"]
+            for kind, key in (("type", "by_type"), ("node", "by_node")) for entry in found[key][:shown]]
+    unmatched = f"; {found['nodes_unmatched']} node(s) found on one side only" if found["nodes_unmatched"] \
+        else ""
+    return ["", f"**Operators that changed most**: {what} ({MARKS.get(verdict, '')} {verdict}). "
+                f"All operators {_ms(found['baseline_us'])} → {_ms(found['current_us'])} ms "
+                f"({found['change_us'] / 1e3:+.3f} ms), per {found['source']}'s op profile{unmatched}.",
+            "", markdown_table(["by", "operator", "baseline ms", "current ms", "change ms",
+                                "share of change"], rows, right={2, 3, 4, 5})]
 
 
 def ab_markdown(result: ABResult) -> str:
