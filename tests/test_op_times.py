@@ -195,6 +195,10 @@ def test_compare_of_phone_runs_names_the_operator_that_got_slower(case, loopback
                              "never")[1])["pairs"]
     assert pair["verdict"] == "regression" and pair["operators"] is None
 
+    stored.write_text('{"' + next(iter(json.loads(stored.read_text()))) + '": {"source": 1}}')
+    code, _, err = run("compare", tmp_path / "base", tmp_path / "cur")
+    assert code == 2 and "cannot read op times" in err and err.count("\n") == 1
+
 
 # ----------------------------------------------------------------------------------- host, CLI level
 @pytest.fixture(scope="module")
