@@ -192,7 +192,7 @@ def bench(models: list[Path], threads: list[int], params: HostParams, results_di
 
     With ``op_profile`` every row that ran is then profiled per operator (``profile.profile(by="op")``,
     same threads and settings) and stored with its op times (:mod:`device_bench.op_times`); ``rows`` hold
-    them under ``op_times``.
+    them under ``op_times`` (None, with ``op_times_error``, when profiling failed: the row stands).
 
     The store is checked before anything is measured; an interruption keeps the rows already measured. A
     model is its path and content: the same file given twice is measured once, two different files with
@@ -227,10 +227,13 @@ def bench(models: list[Path], threads: list[int], params: HostParams, results_di
             if writer is not None and done.store_error is None:
                 done.run_dir, done.store_error = _stored(writer, row, result)
             if op_profile and result["ok"]:
-                times = _op_times(model, count, params)
-                if writer is not None and done.store_error is None:
+                try:
+                    times, why = _op_times(model, count, params), None
+                except BenchError as error:  # the row stands; it has no op times
+                    times, why = None, str(error)
+                if times is not None and writer is not None and done.store_error is None:
                     done.run_dir, done.store_error = _stored(writer, row, result, times)
-                row = {**row, "op_times": times}
+                row = {**row, "op_times": times, **({"op_times_error": why} if why else {})}
                 done.rows[-1] = row
             if on_result:
                 on_result(row)

@@ -103,6 +103,8 @@ def profile(model: Path, by: str = "block", threads: int = 1,
     open_interpreter(data)  # a model LiteRT cannot load fails here, with LiteRT's reason
     tree = model_tree(data)
     operators = tree.subgraphs[0].operators
+    if not operators:
+        raise BenchError(f"{Path(model).name} has no operators to profile")
     if by == "op":
         chains = layers(tree)
         slices = [chain[:k] for chain in chains for k in range(1, len(chain) + 1)]
@@ -135,8 +137,11 @@ def profile(model: Path, by: str = "block", threads: int = 1,
 
 def op_times_of(model: Path, threads: int = 1, params: HostParams | None = None) -> dict:
     """The model's per-operator times (:mod:`device_bench.op_times`) from :func:`profile` by operator."""
-    from .op_times import from_profile
+    from .op_times import OpTimesError, from_profile
 
     report = profile(model, by="op", threads=threads) if params is None else \
         profile(model, by="op", threads=threads, params=params)
-    return from_profile(report)
+    try:
+        return from_profile(report)
+    except OpTimesError as error:
+        raise BenchError(f"{Path(model).name}: no per-operator times: {error}") from None

@@ -236,6 +236,11 @@ def test_compare_of_host_runs_names_the_operator_type_that_got_slower(host_model
         assert "operator types: " in out and "CONV_2D" in out
     code, out, _ = run("bench", host_models[0], "--results", tmp_path / "plain", *quick)
     assert code == 0 and not list(tmp_path.glob("plain/*/op_times.json"))
+    # A model the profiler cannot cut (no operator): the row stands, without op times, and says why.
+    code, _, err = run("bench", tiny_model(tmp_path / "empty.tflite"), "--op-profile", "--results",
+                       tmp_path / "empty", *quick)
+    assert code == 0 and "no per-operator times: empty.tflite has no operators to profile" in err
+    assert list(tmp_path.glob("empty/*/rows.csv")) and not list(tmp_path.glob("empty/*/op_times.json"))
 
     code, out, _ = run("compare", tmp_path / "base", tmp_path / "cur", "--json", "--fail-on", "never")
     (pair,) = json.loads(out)["pairs"]

@@ -42,8 +42,8 @@ class IntList(click.ParamType):
               help="Minimum warm-up runs.")
 @click.option("--no-xnnpack", is_flag=True, help="Plain TFLite kernels instead of the XNNPACK delegate.")
 @click.option("--op-profile", is_flag=True,
-              help="Also time every operator (as `mnbench profile --by op`) and store the per-operator times "
-                   "with the row, for `compare` and the history.")
+              help="Then time every operator, as `mnbench profile --by op` does, and store the per-operator "
+                   "times with the row, for `compare` and the history.")
 @click.option("--results", "results_dir", type=click.Path(path_type=Path), default=Path("results/runs"),
               show_default=True, help="Results store folder.")
 @click.option("--no-store", is_flag=True, help="Do not write the results store.")
@@ -91,6 +91,9 @@ def _print(rows: list[dict], run_dir, as_json: bool) -> None:
     for row in rows:
         if row["status"] != "ok":
             click.echo(f"{row['model']} threads={row['threads']}: {row['error']}", err=True)
+        elif row.get("op_times_error"):
+            click.echo(f"{row['model']} threads={row['threads']}: no per-operator times: "
+                       f"{row['op_times_error']}", err=True)
         elif row.get("op_times"):
             ranked = sorted(row["op_times"]["by_type"].items(), key=lambda item: -item[1])[:5]
             click.echo(f"{row['model']} threads={row['threads']}: operator types: "
