@@ -7,6 +7,8 @@ device that cannot be reached, refuses us or drops out yields failed rows with t
 the others. The rows of
 ``benchmark_model`` runs carry the tool's summary figures; the tool prints no per-run latencies, so these
 rows have no samples (``samples_file`` empty) and no ``p90_us``/``p99_us``/confidence interval/``cv``.
+A run with ``--enable_op_profiling`` keeps its per-operator tables as the row's op times
+(:mod:`device_bench.op_times`), which ``compare`` and the history read.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .android_session import DeviceSession, RunResult
 from .binary import BinaryChoice
 from .connect import open_transport
 from .lab import LabDevice, read_devices_file
+from .op_times import from_benchmark_tables
 from .provenance import model_columns, run_columns
 from .store import DEFAULT_ROOT, ResultStore, RunWriter, row_key
 from .transport import Transport
@@ -246,8 +249,12 @@ class _Saver:
                                  f"{self.writer.root}: {error.strerror or error}") from error
 
     def _put(self, results: list[RunResult]) -> Path:
-        raw_logs = {}
+        raw_logs, op_times = {}, {}
         for result in results:
+            tables = result.parsed or {}
+            found = from_benchmark_tables(tables.get("op_profile"), tables.get("op_profile_nodes"))
+            if found is not None and result.row["status"] == "ok":
+                op_times[row_key(result.row)] = found
             if result.raw_log is not None:
                 key = row_key(result.row)
                 name = self._log_names.setdefault(key, _log_name(result.row, set(self._log_names.values())))
@@ -255,7 +262,7 @@ class _Saver:
                 desc = json.loads(result.row["target_desc"])
                 desc.setdefault("run", {})["raw_log"] = f"raw/{name}.txt"
                 result.row["target_desc"] = json.dumps(desc, sort_keys=True, default=str)
-        return self.writer.put([result.row for result in results], {}, raw_logs)
+        return self.writer.put([result.row for result in results], {}, raw_logs, op_times)
 
 
 def _log_name(row: dict, taken: set[str]) -> str:

@@ -25,6 +25,11 @@ pair's ``statistic`` and notes say so. Samples files with an empty list or a val
 latency are bad input (``CompareError``). The verdict is ``stats.verdict``; a pair whose current rows all
 failed while the baseline ran gets ``failed``.
 
+Operators. Where both sides' ok rows have per-operator times (``mnbench device --op-profile`` on a phone,
+``mnbench bench --op-profile`` on the host; :mod:`device_bench.op_times`), a pair's ``operators`` lists the
+operator types, and the nodes whose names match, whose time changed most, with their share of the change
+of all operators' time; None when either side has none.
+
 Rendering (Markdown for pull requests, ``$GITHUB_STEP_SUMMARY``) is in :mod:`mnbench.report.markdown`.
 """
 
@@ -41,7 +46,7 @@ import pandas as pd
 
 from .errors import BenchError, BenchInputError
 
-from . import stats
+from . import op_times, stats
 from .store import is_missing, target_desc
 
 __all__ = ["CompareError", "CompareSettings", "Comparison", "FAILING", "GateFailed", "PROCESS_SPREAD",
@@ -55,6 +60,7 @@ _MEDIAN_SE_FACTOR = math.sqrt(math.pi / 2)  # SE(median) / SE(mean) for normal s
 # round_ratios, 2026-11-28). A side measured in one process cannot show this spread, so it is added.
 PROCESS_SPREAD = 0.04
 LoadSamples = Callable[[Mapping[str, Any]], Sequence[float]]
+LoadOpTimes = Callable[[Mapping[str, Any]], "dict | None"]
 
 
 class CompareError(BenchInputError):
@@ -138,7 +144,8 @@ def model_identity(row: Mapping[str, Any], match: str = "config") -> str:
 
 
 def compare(baseline: pd.DataFrame, current: pd.DataFrame, load_samples: LoadSamples,
-            settings: CompareSettings = CompareSettings()) -> Comparison:
+            settings: CompareSettings = CompareSettings(), load_op_times: LoadOpTimes | None = None
+            ) -> Comparison:
     """Pairs the rows of two result sets and judges each pair.
 
     Args:
@@ -146,6 +153,8 @@ def compare(baseline: pd.DataFrame, current: pd.DataFrame, load_samples: LoadSam
         current: rows of the candidate, same schema.
         load_samples: reads a row's raw latencies (``ResultStore.load_samples``).
         settings: threshold, confidence, pairing rules.
+        load_op_times: reads a row's per-operator times or None (``ResultStore.load_op_times``); without
+            it no pair has ``operators``.
 
     Returns:
         A :class:`Comparison`.
@@ -166,7 +175,8 @@ def compare(baseline: pd.DataFrame, current: pd.DataFrame, load_samples: LoadSam
                  for key_b, key_c in matches if (key_b, key_c) not in ran]
     if not ran:
         raise CompareError("no common rows that ran: every baseline row shared with the current set failed")
-    pairs = [_judge(groups_b[key_b], groups_c[key_c], load_samples, settings) for key_b, key_c in ran]
+    pairs = [_judge(groups_b[key_b], groups_c[key_c], load_samples, settings, load_op_times)
+             for key_b, key_c in ran]
     order = ["target", "model", "threads", "delegate"]
     unpaired_columns = ["side", "target", "model", "threads", "delegate", "reason"]
     return Comparison(pd.DataFrame(pairs).sort_values(order, kind="stable").reset_index(drop=True),
@@ -231,8 +241,8 @@ def _nothing_in_common(groups_b: dict, groups_c: dict, unpaired: list[dict]) -> 
 
 
 def _judge(rows_b: list[dict], rows_c: list[dict], load_samples: LoadSamples,
-           settings: CompareSettings) -> dict:
-    """One pair's figures, ratio, interval, verdict and notes."""
+           settings: CompareSettings, load_op_times: LoadOpTimes | None = None) -> dict:
+    """One pair's figures, ratio, interval, verdict, notes and operator changes."""
     ok_b = [row for row in rows_b if row["status"] == "ok"]
     ok_c = [row for row in rows_c if row["status"] == "ok"]
     last = (ok_c or rows_c)[-1]
@@ -241,8 +251,11 @@ def _judge(rows_b: list[dict], rows_c: list[dict], load_samples: LoadSamples,
               "threads": last["threads"], "delegate": last["delegate"], "baseline_runs": len(ok_b),
               "current_runs": len(ok_c), "baseline_median_us": _median_of(ok_b),
               "current_median_us": _median_of(ok_c), "ratio": None, "ci_low": None, "ci_high": None,
-              "method": None, "statistic": None, "verdict": None, "notes": ""}
+              "method": None, "statistic": None, "verdict": None, "notes": "", "operators": None}
     notes = _notes(rows_b, rows_c, ok_b, ok_c, settings)
+    if load_op_times is not None:
+        result["operators"], why = _operators(ok_b, ok_c, load_op_times)
+        notes += [why] if why else []
     if not ok_c:
         result["verdict"] = "failed"
         notes.insert(0, f"every current run failed: {rows_c[-1]['error']}")
@@ -281,6 +294,24 @@ def _notes(rows_b, rows_c, ok_b, ok_c, settings) -> list[str]:
         if ok and len(ok) < len(rows):
             notes.append(f"{len(rows) - len(ok)} of {len(rows)} {side} runs failed")
     return notes
+
+
+def _operators(ok_b: list[dict], ok_c: list[dict], load_op_times: LoadOpTimes) -> tuple[dict | None,
+                                                                                          str | None]:
+    """The pair's operator changes (``op_times.changes``), and a note when only one side has op times."""
+    sides = [[found for found in map(load_op_times, rows) if found] for rows in (ok_b, ok_c)]
+    if not sides[0] and not sides[1]:
+        return None, None
+    if not sides[0] or not sides[1]:
+        return None, f"per-operator times only on the {'current' if sides[1] else 'baseline'} side"
+    try:
+        found = op_times.changes(*sides)
+    except op_times.OpTimesError as error:  # one side's rows mix profilers
+        return None, f"per-operator times not compared: {error}"
+    if found is None:
+        return None, (f"per-operator times not compared: measured by {sides[0][0]['source']} and by "
+                      f"{sides[1][0]['source']}")
+    return found, None
 
 
 def _median_of(rows: list[dict]) -> float | None:

@@ -187,8 +187,12 @@ class BenchRun:
 
 
 def bench(models: list[Path], threads: list[int], params: HostParams, results_dir: Path | None,
-          on_result: Callable[[dict], None] | None = None) -> BenchRun:
+          on_result: Callable[[dict], None] | None = None, op_profile: bool = False) -> BenchRun:
     """Benchmark every model at every thread count; store each row in ``results_dir`` as it is measured.
+
+    With ``op_profile`` every row that ran is then profiled per operator (``profile.profile(by="op")``,
+    same threads and settings) and stored with its op times (:mod:`device_bench.op_times`); ``rows`` hold
+    them under ``op_times`` (None, with ``op_times_error``, when profiling failed: the row stands).
 
     The store is checked before anything is measured; an interruption keeps the rows already measured. A
     model is its path and content: the same file given twice is measured once, two different files with
@@ -222,17 +226,34 @@ def bench(models: list[Path], threads: list[int], params: HostParams, results_di
             done.rows.append(row)
             if writer is not None and done.store_error is None:
                 done.run_dir, done.store_error = _stored(writer, row, result)
+            if op_profile and result["ok"]:
+                try:
+                    times, why = _op_times(model, count, params), None
+                except BenchError as error:  # the row stands; it has no op times
+                    times, why = None, str(error)
+                if times is not None and writer is not None and done.store_error is None:
+                    done.run_dir, done.store_error = _stored(writer, row, result, times)
+                row = {**row, "op_times": times, **({"op_times_error": why} if why else {})}
+                done.rows[-1] = row
             if on_result:
                 on_result(row)
     return done
 
 
-def _stored(writer: RunWriter, row: dict, result: dict) -> tuple[Path | None, str | None]:
+def _op_times(model: Path, threads: int, params: HostParams) -> dict:
+    """The model's per-operator times from the slicing profiler, with the bench's settings."""
+    from .profile import op_times_of
+
+    return op_times_of(model, threads, params)
+
+
+def _stored(writer: RunWriter, row: dict, result: dict,
+            op_times: dict | None = None) -> tuple[Path | None, str | None]:
     from .store import row_key
 
     samples = {row_key(row): result["samples_us"]} if result["ok"] else {}
     try:
-        return writer.put([row], samples), None
+        return writer.put([row], samples, op_times={row_key(row): op_times} if op_times else None), None
     except OSError as error:
         return (writer.path if writer.stored else None,
                 f"cannot store results in {writer.path}: {error.strerror or error}")

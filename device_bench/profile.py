@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .errors import BenchError
 from .host import HostParams
-from .slices import bundle, footprint, groups, layers, op_name, whole_footprint
+from .slices import bundle, footprint, groups, layers, node_name, op_name, whole_footprint
 from .tflite_file import open_interpreter, read_bytes, tree as model_tree
 
 
@@ -92,7 +92,8 @@ def profile(model: Path, by: str = "block", threads: int = 1,
 
     ``block`` and ``layer`` time one slice per block or layer. ``op`` times, in every layer, the layer's
     first operator, its first two, and so on: an operator's figure is what it adds to its layer (negative
-    when XNNPACK runs the longer chain as a faster fused kernel), so a layer's operators add up to it.
+    when XNNPACK runs the longer chain as a faster fused kernel), so a layer's operators add up to it; each
+    slice then also has ``node``, the operator's name as benchmark_model's op profile prints it.
     """
     import statistics
 
@@ -102,6 +103,8 @@ def profile(model: Path, by: str = "block", threads: int = 1,
     open_interpreter(data)  # a model LiteRT cannot load fails here, with LiteRT's reason
     tree = model_tree(data)
     operators = tree.subgraphs[0].operators
+    if not operators:
+        raise BenchError(f"{Path(model).name} has no operators to profile")
     if by == "op":
         chains = layers(tree)
         slices = [chain[:k] for chain in chains for k in range(1, len(chain) + 1)]
@@ -120,7 +123,8 @@ def profile(model: Path, by: str = "block", threads: int = 1,
                 for chain in layers(tree) for i in chain}
     rows = [{"slice": label, "ops": len(indices), "layer": layer_of[indices[0]],
              "op_types": dict(collections.Counter(op_name(tree, operators[i]) for i in indices)),
-             "median_us": part} for (label, indices), part in zip(named, parts)]
+             "median_us": part, **({"node": node_name(tree, indices[0])} if by == "op" else {})}
+            for (label, indices), part in zip(named, parts)]
     by_type: dict[str, float] = collections.defaultdict(float)
     if by == "op":
         for row in rows:
@@ -129,3 +133,15 @@ def profile(model: Path, by: str = "block", threads: int = 1,
     return {"model": str(model), "by": by, "threads": threads, "whole_us": whole,
             "floor_us": floor, "sessions": len(floors),
             "sum_us": total, "sum_over_whole": total / whole, "slices": rows, "by_op_type": dict(by_type)}
+
+
+def op_times_of(model: Path, threads: int = 1, params: HostParams | None = None) -> dict:
+    """The model's per-operator times (:mod:`device_bench.op_times`) from :func:`profile` by operator."""
+    from .op_times import OpTimesError, from_profile
+
+    report = profile(model, by="op", threads=threads) if params is None else \
+        profile(model, by="op", threads=threads, params=params)
+    try:
+        return from_profile(report)
+    except OpTimesError as error:
+        raise BenchError(f"{Path(model).name}: no per-operator times: {error}") from None

@@ -27,6 +27,14 @@ def op_name(tree, op) -> str:
     return names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
 
 
+def node_name(tree, index: int) -> str:
+    """Operator ``index`` named as benchmark_model's op profile names a node: ``[output tensors]:index``."""
+    graph = tree.subgraphs[0]
+    outputs = [graph.tensors[i].name for i in graph.operators[index].outputs if i >= 0]
+    names = [name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name) for name in outputs]
+    return f"[{', '.join(names)}]:{index}"
+
+
 def block_of(tree, op, producers: dict[int, str]) -> str:
     """The block named in the op's output tensor names, else the block that produced its first input."""
     graph = tree.subgraphs[0]

@@ -4,7 +4,9 @@ other kind of results given its :class:`Schema` (``mnbench.accuracy.results`` st
 Layout under ``root`` (default ``results/runs/``): ``<run_id>/rows.csv`` (one row per (model, target,
 threads, delegate), exactly ``COLUMNS`` in order; an empty field is missing, so '' is stored as missing),
 ``<run_id>/samples.json`` (``{row_key(row): [latency_us, ...]}``, a row's ``samples_file`` is
-``samples.json#<key>``) and ``<run_id>/raw/<name>.txt`` (raw tool logs). A run is written into a hidden
+``samples.json#<key>``), ``<run_id>/op_times.json`` (``{row_key(row): op times}``, only for rows that
+have per-operator times, see :mod:`device_bench.op_times`; runs written before it existed have none) and
+``<run_id>/raw/<name>.txt`` (raw tool logs). A run is written into a hidden
 ``.tmp-<run_id>-<hex>`` dir and renamed into place when complete, so a crash leaves at most that hidden
 dir, which ``load`` skips. A run that is measured for long is stored as it goes instead
 (:class:`RunWriter`): its files are replaced whole after each row, so an interruption keeps every finished
@@ -33,6 +35,7 @@ from typing import Any, Callable, Mapping, Sequence
 import pandas as pd
 
 from .errors import BenchInputError
+from .op_times import OpTimesError, check as check_op_times
 from .provenance import toolkit_version
 
 STR, INT, FLOAT = "string", "Int64", "Float64"  # pandas nullable dtypes
@@ -56,6 +59,7 @@ JSON_COLUMNS = ("target_desc", "config")
 CHOICES = {"target_kind": ("host", "android"), "status": ("ok", "failed")}
 DEFAULT_ROOT = Path("results/runs")
 SAMPLES_NAME = "samples.json"
+OP_TIMES_NAME = "op_times.json"
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # run ids and raw log names: one safe path part
 _UTC_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 _PARSERS = {STR: str, INT: int, FLOAT: float}
@@ -151,7 +155,7 @@ class ResultStore:
 
     def write_run(self, run_id: str, rows: Sequence[Mapping[str, Any]],
                   samples: Mapping[str, Sequence[float]], raw_logs: Mapping[str, str] | None = None,
-                  files: Mapping[str, str] | None = None) -> Path:
+                  files: Mapping[str, str] | None = None, op_times: Mapping[str, dict] | None = None) -> Path:
         """Writes one complete run atomically and returns its folder ``root/<run_id>``.
 
         Args:
@@ -161,6 +165,7 @@ class ResultStore:
             samples: ``{row_key(row): [latency_us, ...]}``; write_run sets the rows' ``samples_file``.
             raw_logs: ``{name: text}`` written to ``raw/<name>.txt``.
             files: ``{file name: text}`` written beside ``rows.csv`` (e.g. an accuracy run's predictions).
+            op_times: ``{row_key(row): op times}`` (:mod:`device_bench.op_times`) of the rows that have them.
 
         Raises:
             SchemaError: for unknown columns, bad values, duplicate row keys or unmatched samples.
@@ -174,12 +179,13 @@ class ResultStore:
             raise SchemaError(f"run {run_id!r} has no rows")
         records = [_prepare_row(self.schema, row, run_id, f"rows[{index}]") for index, row in enumerate(rows)]
         samples_out = _attach_samples(self.schema, records, samples)
+        ops_out = _checked_op_times(self.schema, records, op_times or {})
         for name in raw_logs or {}:
             _check_name(name, "raw log name")
         for name in files or {}:
             _check_name(name, "file name")
-        if {"rows.csv", SAMPLES_NAME, "raw"} & set(files or {}):
-            raise SchemaError(f"files may not be named rows.csv, {SAMPLES_NAME} or raw")
+        if {"rows.csv", SAMPLES_NAME, OP_TIMES_NAME, "raw"} & set(files or {}):
+            raise SchemaError(f"files may not be named rows.csv, {SAMPLES_NAME}, {OP_TIMES_NAME} or raw")
         tmp = self.root / f".tmp-{run_id}-{secrets.token_hex(4)}"
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -190,6 +196,8 @@ class ResultStore:
             _write_text(tmp / "rows.csv", _to_csv(self.schema, records))
             if self.schema.key is not None:
                 _write_text(tmp / SAMPLES_NAME, json.dumps(samples_out, indent=1))
+            if ops_out:
+                _write_text(tmp / OP_TIMES_NAME, json.dumps(ops_out, indent=1))
             for name, text in (files or {}).items():
                 _write_text(tmp / name, text)
             if raw_logs:
@@ -255,6 +263,22 @@ class ResultStore:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise StoreError(f"cannot read samples {key!r} from {path}: {exc!r}") from None
 
+    def load_op_times(self, row: Mapping[str, Any]) -> dict | None:
+        """The per-operator times stored with a loaded row (:mod:`device_bench.op_times`), or None.
+
+        Raises:
+            StoreError: if the run's op times file is corrupt.
+        """
+        run_dir = self._run_dirs.get(row["run_id"], self.root / str(row["run_id"]))
+        path = run_dir / OP_TIMES_NAME
+        try:
+            found = json.loads(path.read_text(encoding="utf-8")).get(row_key(row))
+            return None if found is None else check_op_times(found)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, AttributeError) as exc:  # OpTimesError is a ValueError
+            raise StoreError(f"cannot read op times {row_key(row)!r} from {path}: {exc}") from None
+
     def _resolve(self, source: Path | str) -> list[Path]:
         """rows.csv files named by one source."""
         path = Path(source)
@@ -291,6 +315,7 @@ class RunWriter:
         self.run_id, self.root, self.schema = run_id, store.root, store.schema
         self._records: dict[str, dict[str, Any]] = {}
         self._samples: dict[str, list[float]] = {}
+        self._op_times: dict[str, dict] = {}
         _check_writable(store.root)
 
     @property
@@ -299,8 +324,8 @@ class RunWriter:
         return len(self._records)
 
     def put(self, rows: Sequence[Mapping[str, Any]], samples: Mapping[str, Sequence[float]] | None = None,
-            raw_logs: Mapping[str, str] | None = None) -> Path:
-        """Store (or replace) rows, their samples and raw logs; returns the run folder.
+            raw_logs: Mapping[str, str] | None = None, op_times: Mapping[str, dict] | None = None) -> Path:
+        """Store (or replace) rows, their samples, raw logs and op times; returns the run folder.
 
         Raises:
             SchemaError: bad rows, samples or log names (nothing is written).
@@ -310,20 +335,25 @@ class RunWriter:
                    for index, row in enumerate(rows)]
         keys = [self.schema.key(record) for record in records]
         _attach_samples(self.schema, records, samples or {})  # checks repeats within rows and orphan samples
+        ops = _checked_op_times(self.schema, records, op_times or {})
         for name in raw_logs or {}:
             _check_name(name, "raw log name")
         self.path.mkdir(exist_ok=True)
         for name, text in (raw_logs or {}).items():
             (self.path / "raw").mkdir(exist_ok=True)
             _replace_text(self.path / "raw" / f"{name}.txt", text)
-        merged, merged_samples = dict(self._records), dict(self._samples)
+        merged, merged_samples, merged_ops = dict(self._records), dict(self._samples), dict(self._op_times)
         for key, record in zip(keys, records):
             merged[key] = record
             if record["samples_file"] is not None:
                 merged_samples[key] = [float(value) for value in samples[key]]
+            merged_ops.pop(key, None)  # a replaced row keeps only the op times given with it
+        merged_ops.update(ops)
         _replace_text(self.path / SAMPLES_NAME, json.dumps(merged_samples, indent=1))
+        if merged_ops or self._op_times:
+            _replace_text(self.path / OP_TIMES_NAME, json.dumps(merged_ops, indent=1))
         _replace_text(self.path / "rows.csv", _to_csv(self.schema, list(merged.values())))
-        self._records, self._samples = merged, merged_samples
+        self._records, self._samples, self._op_times = merged, merged_samples, merged_ops
         return self.path
 
 
@@ -450,6 +480,21 @@ def _attach_samples(schema: Schema, records: list[dict[str, Any]],
             out[key] = [float(v) for v in values]
             record["samples_file"] = f"{SAMPLES_NAME}#{key}"
     return out
+
+
+def _checked_op_times(schema: Schema, records: list[dict[str, Any]], op_times: Mapping[str, Any]) -> dict:
+    """The validated ``op_times.json`` content for these rows (keys must be theirs)."""
+    if not op_times:
+        return {}
+    if schema.key is None:
+        raise SchemaError(f"{schema.name} have no op times")
+    orphans = sorted(set(op_times) - {schema.key(record) for record in records})
+    if orphans:
+        raise SchemaError(f"op times for keys that match no row: {', '.join(map(str, orphans))}")
+    try:
+        return {key: check_op_times(value) for key, value in op_times.items()}
+    except OpTimesError as error:
+        raise SchemaError(str(error)) from None
 
 
 def _is_finite_number(value: Any) -> bool:

@@ -114,8 +114,10 @@ def db_url(request, tmp_path):
 def write_history(root: Path, levels_us: list[float], *, model: str = "v3-small_a1.00_r224_int8.tflite",
                   target_kind: str = "host", target: str = "host", desc: dict | None = None, threads: int = 1,
                   noise: float = 0.004, runs_per_commit: int = 1, seed: int = 0, start_day: int = 1,
-                  commit_prefix: str = "c") -> list[str]:
+                  commit_prefix: str = "c", op_times: list[dict | None] | None = None) -> list[str]:
     """One run per commit (and per repeat) with ``levels_us[i]`` as commit i's true median; returns run ids.
+
+    ``op_times[i]``, when given and not None, is stored as the per-operator times of commit i's rows.
 
     Commits are named ``f"{commit_prefix}{i:03d}"``; each run has 60 log-normal samples around the level
     and one ok row whose summary comes from ``device_bench.stats.summarize``.
@@ -132,7 +134,9 @@ def write_history(root: Path, levels_us: list[float], *, model: str = "v3-small_
                    "runtime": "ai-edge-litert 2.3.0", "model": model, "model_sha256": f"{index:064x}",
                    "threads": threads, "delegate": "xnnpack", "status": "ok", **stats.summarize(values)}
             run_id = f"r{index:04d}.{repeat}-{uuid.uuid4().hex[:10]}"
-            store.write_run(run_id, [row], {row_key(row): values})
+            times = op_times[index] if op_times else None
+            store.write_run(run_id, [row], {row_key(row): values},
+                            op_times={row_key(row): times} if times else None)
             run_ids.append(run_id)
     return run_ids
 

@@ -41,11 +41,14 @@ class IntList(click.ParamType):
 @click.option("--warmup", type=click.IntRange(min=0), default=1, show_default=True,
               help="Minimum warm-up runs.")
 @click.option("--no-xnnpack", is_flag=True, help="Plain TFLite kernels instead of the XNNPACK delegate.")
+@click.option("--op-profile", is_flag=True,
+              help="Then time every operator, as `mnbench profile --by op` does, and store the per-operator "
+                   "times with the row, for `compare` and the history.")
 @click.option("--results", "results_dir", type=click.Path(path_type=Path), default=Path("results/runs"),
               show_default=True, help="Results store folder.")
 @click.option("--no-store", is_flag=True, help="Do not write the results store.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of result rows.")
-def bench(models, threads, runs, min_secs, max_secs, warmup, no_xnnpack, results_dir, no_store,
+def bench(models, threads, runs, min_secs, max_secs, warmup, no_xnnpack, op_profile, results_dir, no_store,
           as_json) -> None:
     """Benchmark .tflite models on this CPU; each (model, threads) runs in a fresh process."""
     from tqdm import tqdm
@@ -60,7 +63,8 @@ def bench(models, threads, runs, min_secs, max_secs, warmup, no_xnnpack, results
     with tqdm(total=total, desc="bench", unit="run", disable=as_json or None, leave=False) as bar:
         try:
             done = run_bench(list(models), threads, params, None if no_store else results_dir,
-                             on_result=lambda row: (finished.append(row), bar.update()))
+                             on_result=lambda row: (finished.append(row), bar.update()),
+                             op_profile=op_profile)
         except KeyboardInterrupt:
             if finished and not no_store:
                 click.echo(f"mnbench: interrupted; the {len(finished)} finished run(s) are stored under "
@@ -87,6 +91,13 @@ def _print(rows: list[dict], run_dir, as_json: bool) -> None:
     for row in rows:
         if row["status"] != "ok":
             click.echo(f"{row['model']} threads={row['threads']}: {row['error']}", err=True)
+        elif row.get("op_times_error"):
+            click.echo(f"{row['model']} threads={row['threads']}: no per-operator times: "
+                       f"{row['op_times_error']}", err=True)
+        elif row.get("op_times"):
+            ranked = sorted(row["op_times"]["by_type"].items(), key=lambda item: -item[1])[:5]
+            click.echo(f"{row['model']} threads={row['threads']}: operator types: "
+                       + ", ".join(f"{name} {us / 1000:.3f} ms" for name, us in ranked))
     if run_dir is not None:
         click.echo(f"\nrun stored in {run_dir}")
 

@@ -91,7 +91,7 @@ def compare(baseline, current, threshold, confidence, fail_on, allow_different_t
     frames = _load(store, baseline, "baseline"), _load(store, current, "current")
     settings = comparing.CompareSettings(threshold, confidence, match, allow_different_targets)
     try:
-        result = comparing.compare(*frames, store.load_samples, settings)
+        result = comparing.compare(*frames, store.load_samples, settings, store.load_op_times)
     except StoreError as error:
         raise comparing.CompareError(str(error)) from None
     _write_markdown(comparison_markdown(result), markdown_file)
@@ -119,6 +119,13 @@ def _print_comparison(result) -> None:
     click.echo(format_table(headers, rows))
     if not several and pairs:
         click.echo(f"target: {pairs[0]['target']}")
+    from device_bench.op_times import summary
+
+    for p in pairs:
+        if p.get("operators") and p["verdict"] != "unchanged":
+            where = f"{p['target']} " if several else ""
+            click.echo(f"operators that changed most, {where}{p['model']} t{p['threads']} {p['delegate']}: "
+                       f"{summary(p['operators'])}")
     counts = ", ".join(f"{count} {name}" for name, count in result.counts().items() if count)
     click.echo(f"\n{counts} of {len(pairs)} pairs (threshold ±{result.settings.threshold:.0%}, "
                f"{result.settings.confidence:.0%} intervals)")
@@ -163,12 +170,16 @@ def _print_comparison(result) -> None:
 @click.option("--no-xnnpack", is_flag=True, help="Plain TFLite kernels instead of the XNNPACK delegate.")
 @click.option("--fail-on", type=FAIL_ON, default="regression", show_default=True,
               help="Exit 1 on a regression; 'noisy' also when undecided; 'never'.")
+@click.option("--op-profile", is_flag=True,
+              help="Host: after the verdict, time every operator of A and of B (as `mnbench profile --by "
+                   "op`) and name the operators whose time changed most.")
 @click.option("--markdown", "markdown_file", type=click.Path(path_type=Path, allow_dash=True),
               help="Write the Markdown section here ('-': stdout).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print a JSON object (verdict, ratio, ci_low, ci_high, processes or rounds, ...).")
 def ab(model_a, model_b, target, benchmark_binary, results_dir, engine, max_secs, seed, rounds, threads,
-       threshold, confidence, runs, min_secs, warmup, no_xnnpack, fail_on, markdown_file, as_json) -> None:
+       threshold, confidence, runs, min_secs, warmup, no_xnnpack, fail_on, op_profile, markdown_file,
+       as_json) -> None:
     """Interleaved A/B latency test of MODEL_B against MODEL_A on one target; reports B/A."""
     from dataclasses import replace
 
@@ -177,8 +188,11 @@ def ab(model_a, model_b, target, benchmark_binary, results_dir, engine, max_secs
     from device_bench import ab as abtest
     from device_bench import interleave
 
-    from ..report.markdown import ab_markdown, gate_markdown
+    from ..report.markdown import ab_markdown, changes_markdown, gate_markdown
 
+    if op_profile and target != "host":
+        raise click.UsageError("--op-profile: on a phone run `mnbench device --op-profile` on both models "
+                               "and `mnbench compare` the two runs")
     defaults = interleave.PAIR_PARAMS if engine == "interleaved" else abtest.AB_PARAMS
     given = {"runs": runs, "min_secs": min_secs, "warmup": warmup}
     params = replace(defaults, xnnpack=not no_xnnpack, **{k: v for k, v in given.items() if v is not None})
@@ -201,11 +215,21 @@ def ab(model_a, model_b, target, benchmark_binary, results_dir, engine, max_secs
         with tqdm(total=rounds, desc="ab", unit="round", disable=as_json or None, leave=False) as bar:
             result = abtest.run_ab(model_a, model_b, settings, target, on_round=lambda item: bar.update())
         markdown, printer = ab_markdown(result), _print_ab
+    operators = None
+    if op_profile:
+        from device_bench import op_times
+        from device_bench.profile import op_times_of
+
+        operators = op_times.changes([op_times_of(model_a, threads, params)],
+                                     [op_times_of(model_b, threads, params)])
+        markdown += "\n".join(changes_markdown(operators, "B against A", result.verdict)) + "\n"
     _write_markdown(markdown, markdown_file)
     if as_json:
-        echo_json(result.as_dict())
+        echo_json({**result.as_dict(), **({"operators": operators} if op_profile else {})})
     elif str(markdown_file) != "-":
         printer(result)
+        if operators:
+            click.echo(f"operators that changed most, B against A: {op_times.summary(operators)}")
     from device_bench.compare import FAILING, GateFailed
 
     if result.verdict in FAILING[fail_on]:

@@ -136,18 +136,26 @@ def publish(db, model, target, threads, delegate, since, out_dir, title) -> None
               help="Exit 1 if an open step up is larger than this.")
 @click.option("--json", "as_json", is_flag=True, help="Print the open steps as JSON.")
 def regressions(db, model, target, threads, delegate, since, threshold, as_json) -> None:
-    """List open steps up (regressions not undone since); exit 1 if any exceeds --threshold."""
+    """List open steps up (regressions not undone since) and, where the commits around a step have op times,
+    the operators that changed most; exit 1 if any step exceeds --threshold."""
     from ..history import RegressionsOpen
     from ..history.db import open_db
     from ..history.trends import analyse
 
-    views = analyse(open_db(db, create=False), _selection(model, target, threads, delegate, since))
+    from device_bench.op_times import summary
+
+    from ..history.operators import step_operators
+
+    engine = open_db(db, create=False)
+    views = analyse(engine, _selection(model, target, threads, delegate, since))
     found = [(view, step) for view in views for step in view.steps if step.open]
     over = [(view, step) for view, step in found if step.ratio > 1 + threshold]
+    with engine.connect() as connection:
+        operators = [step_operators(connection, view, step) for view, step in found]
     if as_json:
         echo_json([{"series": view.name, "target": view.info["target_label"], "page": view.page,
-                    "exceeds_threshold": step.ratio > 1 + threshold, **step.as_dict()}
-                   for view, step in found])
+                    "exceeds_threshold": step.ratio > 1 + threshold, **step.as_dict(), "operators": changed}
+                   for (view, step), changed in zip(found, operators)])
     else:
         click.echo(format_table(
             ["target", "series", "step", "interval", "commits", "first seen", "over"],
@@ -155,6 +163,10 @@ def regressions(db, model, target, threads, delegate, since, threshold, as_json)
               f"{(step.ci_low - 1) * 100:+.1f}..{(step.ci_high - 1) * 100:+.1f} %", step.commit_range,
               step.after_time, "yes" if step.ratio > 1 + threshold else ""] for view, step in found])
             if found else "no open regressions")
+        for (view, step), changed in zip(found, operators):
+            if changed:
+                click.echo(f"operators that changed most, {view.name} at {step.commit_range}: "
+                           f"{summary(changed)}")
     if over:
         raise RegressionsOpen(f"{len(over)} open step(s) above +{threshold:.0%}: " + ", ".join(
             f"{view.name} on {view.info['target_label']} {(step.ratio - 1) * 100:+.1f} % at "

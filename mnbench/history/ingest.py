@@ -23,7 +23,7 @@ from device_bench.compare import model_identity, target_identity, target_label
 from device_bench.store import ResultStore, StoreError, is_missing, row_key, utc_now
 
 from . import HistoryError
-from .schema import RESULT_COLUMNS, results, runs, samples, series
+from .schema import RESULT_COLUMNS, op_times, results, runs, samples, series
 
 BATCH_RUNS = 500  # runs per transaction (and per IN (...) lookup)
 SERIES_FIELDS = ("model_identity", "model", "version", "quant", "target_identity", "target_label",
@@ -91,13 +91,14 @@ def _known_runs(connection: sa.Connection, names: list[str]) -> set[str]:
     return known
 
 
-def _load(store: ResultStore, sources: list) -> dict[str, tuple[list[dict], dict[str, list[float]]]]:
-    """``{run_id: (rows, samples)}`` of the runs named by ``sources``."""
+def _load(store: ResultStore, sources: list) -> dict[str, tuple[list[dict], dict[str, list[float]], dict]]:
+    """``{run_id: (rows, samples, op times)}`` of the runs named by ``sources``."""
     try:
         by_run: dict[str, list[dict]] = {}
         for row in _records(store.load(*sources)):
             by_run.setdefault(row["run_id"], []).append(row)
-        return {run_id: (rows, _samples(store, rows)) for run_id, rows in by_run.items()}
+        return {run_id: (rows, _samples(store, rows), _op_times(store, rows))
+                for run_id, rows in by_run.items()}
     except StoreError as error:
         raise HistoryError(str(error)) from None
 
@@ -112,9 +113,16 @@ def _samples(store: ResultStore, rows: list[dict]) -> dict[str, list[float]]:
     return {row_key(row): store.load_samples(row) for row in rows if row["samples_file"] is not None}
 
 
-def content_sha256(rows: list[dict], run_samples: dict[str, list[float]]) -> str:
-    """Digest of a run's rows (every column the store gave) and samples."""
-    text = json.dumps([rows, run_samples], sort_keys=True, default=str)
+def _op_times(store: ResultStore, rows: list[dict]) -> dict[str, dict]:
+    return {row_key(row): found for row in rows if (found := store.load_op_times(row)) is not None}
+
+
+def content_sha256(rows: list[dict], run_samples: dict[str, list[float]],
+                   run_op_times: dict[str, dict] | None = None) -> str:
+    """Digest of a run's rows (every column the store gave), samples and op times (a run without op times
+    has the digest it had before the history kept them)."""
+    text = json.dumps([rows, run_samples, *([run_op_times] if run_op_times else [])], sort_keys=True,
+                      default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -132,8 +140,8 @@ def _ingest_batch(connection: sa.Connection, batch: dict, source: str) -> tuple[
     now = utc_now()
     connection.execute(runs.insert(), [
         {"run_id": run_id, "content_sha256": digests[run_id], "source": source, "ingested_at": now,
-         "row_count": len(rows)} for run_id, (rows, _) in new.items()])
-    rows = [row for rows, _ in new.values() for row in rows]
+         "row_count": len(rows)} for run_id, (rows, *_) in new.items()])
+    rows = [row for rows, *_ in new.values() for row in rows]
     series_ids = _series_ids(connection, rows)
     records = [{**{name: row.get(name) for name, _ in RESULT_COLUMNS}, "run_id": row["run_id"],
                 "row_key": row_key(row), "series_id": series_ids[series_key(row)],
@@ -145,6 +153,10 @@ def _ingest_batch(connection: sa.Connection, batch: dict, source: str) -> tuple[
                    for result_id, run_id, key in inserted if key in new[run_id][1]]
     if sample_rows:
         connection.execute(samples.insert(), sample_rows)
+    op_rows = [{"result_id": result_id, "op_times": new[run_id][2][key]}
+               for result_id, run_id, key in inserted if key in new[run_id][2]]
+    if op_rows:
+        connection.execute(op_times.insert(), op_rows)
     return len(new), len(known), len(records), len(sample_rows)
 
 

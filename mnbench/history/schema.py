@@ -11,6 +11,7 @@
   gains later is kept too (a migration can promote it to a typed column). A test checks that the
   migrations build exactly these tables.
 * ``samples``: the raw per-run latencies of a result row, as a JSON list.
+* ``op_times``: a result row's per-operator times (:mod:`device_bench.op_times`), when its run has them.
 """
 
 from __future__ import annotations
@@ -74,4 +75,10 @@ samples = sa.Table(
     "samples", metadata,
     sa.Column("result_id", sa.Integer, sa.ForeignKey("results.result_id"), primary_key=True),
     sa.Column("latencies_us", sa.JSON, nullable=False),
+)
+
+op_times = sa.Table(
+    "op_times", metadata,
+    sa.Column("result_id", sa.Integer, sa.ForeignKey("results.result_id"), primary_key=True),
+    sa.Column("op_times", sa.JSON, nullable=False),
 )

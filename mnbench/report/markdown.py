@@ -58,11 +58,40 @@ def comparison_markdown(comparison: Comparison, title: str = "Latency: current a
     headers = ["verdict", "target", "model", "threads", "delegate", "baseline ms", "current ms", "ratio",
                "interval", "notes"]
     lines += ["", markdown_table(headers, rows, right={3, 5, 6, 7})]
+    lines += operators_markdown(comparison)
     if len(comparison.unpaired):
         lines += ["", "<details><summary>Rows not compared</summary>", "",
                   markdown_table(list(comparison.unpaired.columns), comparison.unpaired.values.tolist()),
                   "", "</details>"]
     return "\n".join(lines) + "\n"
+
+
+def operators_markdown(comparison: Comparison, shown: int = 5) -> list[str]:
+    """Lines naming, for each pair that changed (or is undecided) and has per-operator times on both sides,
+    the operator types and nodes whose time changed most."""
+    lines = []
+    for pair in comparison.pairs.to_dict("records"):
+        if pair.get("operators") and pair["verdict"] != "unchanged":
+            lines += changes_markdown(pair["operators"], f"`{pair['model']}`, {pair['threads']} thread(s), "
+                                      f"{pair['delegate']}", pair["verdict"], shown)
+    return lines
+
+
+def changes_markdown(found: dict | None, what: str, verdict: str, shown: int = 5) -> list[str]:
+    """Lines for one ``device_bench.op_times.changes`` result: a sentence and a table (types, then nodes)."""
+    if not found:
+        return []
+    rows = [[kind, f"`{entry['name']}`" + (f" ({entry['type']})" if "type" in entry else ""),
+             _ms(entry["baseline_us"]), _ms(entry["current_us"]), f"{entry['change_us'] / 1e3:+.3f}",
+             None if entry["share"] is None else f"{entry['share']:.0%}"]
+            for kind, key in (("type", "by_type"), ("node", "by_node")) for entry in found[key][:shown]]
+    unmatched = f"; {found['nodes_unmatched']} node(s) found on one side only" if found["nodes_unmatched"] \
+        else ""
+    return ["", f"**Operators that changed most**: {what} ({MARKS.get(verdict, '')} {verdict}). "
+                f"All operators {_ms(found['baseline_us'])} → {_ms(found['current_us'])} ms "
+                f"({found['change_us'] / 1e3:+.3f} ms), per {found['source']}'s op profile{unmatched}.",
+            "", markdown_table(["by", "operator", "baseline ms", "current ms", "change ms",
+                                "share of change"], rows, right={2, 3, 4, 5})]
 
 
 def ab_markdown(result: ABResult) -> str:
