@@ -1,12 +1,18 @@
 """One ``benchmark_model`` run on a phone, without I/O: its command line, its verdict, its result row.
 
-* :func:`benchmark_argv` is the only place the tool's flags are spelled. ``gpu`` and ``npu`` get the flags of
-  LiteRT's CompiledModel benchmark (``litert/tools/benchmark_litert_model.{h,cc}``: ``--use_gpu``,
-  ``--gpu-precision`` (with a hyphen), ``--gpu_backend``, ``--use_npu``, ``--dispatch_library_path``,
-  ``--compiler_plugin_library_path``, ``--use_cpu``, ``--require_full_delegation``, ``--use_profiler``); the
-  others the classic tool's (``--use_xnnpack``, ``--use_nnapi``, ``--enable_op_profiling``). The NPU vendor
-  libraries are pushed into one device folder, given as both library paths and on ``LD_LIBRARY_PATH`` and
-  ``ADSP_LIBRARY_PATH`` (:func:`benchmark_env`), as Google's ``litert-cli`` does
+* :func:`benchmark_argv` is the only place the tool's flags are spelled, and it spells only flags the tool
+  consumes (``tool``, :data:`device_bench.binary.TOOLS`). LiteRT's CompiledModel benchmark (Google's prebuilt,
+  ``litert/tools/benchmark_litert_model.{h,cc}``) takes ``--use_cpu`` (its CPU path is XNNPACK, with TFLite's
+  kernels for what XNNPACK leaves), ``--use_gpu``, ``--gpu-precision`` (with a hyphen), ``--gpu_backend``,
+  ``--use_npu``, ``--dispatch_library_path``, ``--compiler_plugin_library_path``,
+  ``--require_full_delegation`` and ``--use_profiler``; the classic TFLite tool
+  (``tflite/tools/benchmark/benchmark_tflite_model.cc`` and ``tflite/tools/delegates/*_provider.cc``) takes
+  ``--use_xnnpack``, ``--use_gpu``, ``--gpu_precision_loss_allowed``, ``--gpu_backend`` (``cl``/``gl``),
+  ``--use_nnapi``, ``--require_full_delegation`` and ``--enable_op_profiling``. What a tool cannot do is
+  refused before the run (:func:`refusal`: a failed row with the reason): ``cpu`` (plain kernels without
+  XNNPACK) and ``nnapi`` on the CompiledModel tool, ``npu`` and the WebGPU backend on the classic one. The
+  NPU vendor libraries are pushed into one device folder, given as both library paths and on
+  ``LD_LIBRARY_PATH`` and ``ADSP_LIBRARY_PATH`` (:func:`benchmark_env`), as Google's ``litert-cli`` does
   (``litert_cli/commands/benchmark/android.py``).
 * :func:`judge_run` turns the tool's exit status and output into ``(status, error, parsed, warnings)``. A run
   is ``failed`` when the tool exited non-zero (a signal is named: SIGSEGV for exit status 139), when its
@@ -20,6 +26,8 @@
   operators each unit ran (:func:`accelerator_use`) decides: none or part of them on the accelerator is a
   warning naming the CPU fallback, and the row measures what ran (a failure with ``strict_delegation``, which
   also passes ``--use_cpu=false --require_full_delegation=true`` so the tool itself refuses a partial graph).
+  A flag the tool reports as ``Unconsumed cmdline flags`` (it ignored it and went on) is a warning naming
+  it, and so is ``--op-profile`` on a run whose log holds no per-operator tables.
 * :func:`result_row` fills exactly the results-store columns (``device_bench.store.COLUMNS``).
 """
 
@@ -31,6 +39,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from .binary import CLASSIC, COMPILED_MODEL, TOOLS
 from .delegates import ACCELERATORS, DELEGATES, GPU_BACKENDS, GPU_PRECISIONS
 from .errors import BenchError, BenchInputError, ToolOutputParseError
 from .parser import parse_last_run
@@ -48,6 +57,11 @@ _NO_ACCELERATOR_RE = re.compile(
     r"compiler plugins|apply compiler plugins|initialize Dispatch API|create a dispatch delegate kernel).*"
     r"|No dispatch library found.*|You should provide the `DispatchLibraryDir` option to use NPU.*)")
 _UNIT_LABELS = {"XNNPACK": "XNNPACK (CPU)", "CPU": "CPU kernels"}
+_UNCONSUMED = "Unconsumed cmdline flags:"  # tflite/tools/benchmark/benchmark_model.cc ParseFlags()
+_TOOL_NAMES = {COMPILED_MODEL: "LiteRT's CompiledModel benchmark_model", CLASSIC: "the classic TFLite "
+               "benchmark_model"}
+_CLASSIC_GPU_BACKENDS = {"opengl": "gl"}  # gpu_delegate_provider.cc: "Should be one of: cl, gl"
+_CLASSIC_PRECISION_LOSS = {"fp16": "true", "fp32": "false"}  # --gpu_precision_loss_allowed
 
 
 @dataclass(frozen=True)
@@ -56,7 +70,7 @@ class BenchSettings:
 
     Attributes:
         num_runs, min_secs, warmup_runs: ``--num_runs``, ``--min_secs``, ``--warmup_runs``.
-        op_profile: pass ``--enable_op_profiling=true``.
+        op_profile: profile per operator (``--use_profiler=true`` or ``--enable_op_profiling=true``).
         run_timeout_s: a run taking longer is stopped and recorded as failed.
         cooldown_below_c: before each run, wait until the hottest thermal zone is below this (°C) ...
         cooldown_max_wait_s: ... but no longer than this; then run anyway and record a warning.
@@ -128,25 +142,58 @@ def run_dir(run_id: str) -> str:
 
 
 def benchmark_argv(binary: str, graph: str, threads: int, delegate: str, settings: BenchSettings,
-                   library_dir: str | None = None) -> list[str]:
+                   library_dir: str | None = None, *, tool: str) -> list[str]:
     """The tool's argv (unquoted; quote it with :func:`device_bench.transport.join`).
 
-    ``library_dir`` is the device folder holding the NPU libraries (``npu`` runs only).
+    ``library_dir`` is the device folder holding the NPU libraries (``npu`` runs only); ``tool`` which tool
+    runs (:data:`device_bench.binary.TOOLS`).
 
     Raises:
-        BenchError: for an unknown delegate or threads < 1.
+        BenchError: for an unknown delegate or tool, threads < 1, or a combination :func:`refusal` refuses.
     """
     if delegate not in DELEGATES:
         raise BenchError(f"unknown delegate {delegate!r}; choose from {', '.join(DELEGATES)}")
+    if tool not in TOOLS:
+        raise BenchError(f"unknown benchmark tool {tool!r}; choose from {', '.join(TOOLS)}")
     if threads < 1:
         raise BenchError(f"threads must be >= 1, received {threads}")
+    if (why := refusal(tool, delegate, settings)) is not None:
+        raise BenchError(why)
     argv = [binary, f"--graph={graph}", f"--num_threads={threads}", f"--num_runs={settings.num_runs}",
             f"--min_secs={settings.min_secs:g}", f"--warmup_runs={settings.warmup_runs}"]
-    if delegate in ACCELERATORS:
-        return argv + _accelerator_flags(delegate, settings, library_dir)
+    if tool == COMPILED_MODEL:
+        flags = _accelerator_flags(delegate, settings, library_dir) if delegate in ACCELERATORS \
+            else ["--use_cpu=true"]
+        return argv + flags + (["--use_profiler=true"] if settings.op_profile else [])
     argv.append(f"--use_xnnpack={'true' if delegate == 'xnnpack' else 'false'}")
-    argv += {"gpu": ["--use_gpu=true"], "nnapi": ["--use_nnapi=true"]}.get(delegate, [])
+    if delegate == "gpu":
+        argv.append("--use_gpu=true")
+        precision = _CLASSIC_PRECISION_LOSS.get(settings.gpu_precision)
+        argv += [f"--gpu_precision_loss_allowed={precision}"] if precision else []
+        backend = _CLASSIC_GPU_BACKENDS.get(settings.gpu_backend)
+        argv += [f"--gpu_backend={backend}"] if backend else []
+        argv += ["--require_full_delegation=true"] if settings.strict_delegation else []
+    argv += ["--use_nnapi=true"] if delegate == "nnapi" else []
     return argv + (["--enable_op_profiling=true"] if settings.op_profile else [])
+
+
+def refusal(tool: str, delegate: str, settings: BenchSettings) -> str | None:
+    """Why ``tool`` cannot run ``delegate`` as asked (the row fails with this, unrun); None when it can."""
+    name = _TOOL_NAMES.get(tool, tool)
+    if tool == COMPILED_MODEL and delegate == "cpu":
+        return (f"{name} has no CPU path without XNNPACK (--use_cpu runs XNNPACK, with TFLite's kernels for "
+                "what it leaves): use --delegate xnnpack, or --benchmark-binary with a classic TFLite "
+                "benchmark_model for the plain CPU kernels")
+    if tool == COMPILED_MODEL and delegate == "nnapi":
+        return (f"{name} has no NNAPI (--use_nnapi is a flag of the classic TFLite tool): use --delegate npu "
+                "or gpu, or --benchmark-binary with a classic TFLite benchmark_model")
+    if tool == CLASSIC and delegate == "npu":
+        return (f"{name} has no NPU accelerator (--use_npu is a flag of LiteRT's CompiledModel benchmark): "
+                "leave out --benchmark-binary to use Google's prebuilt, or pass a LiteRT build")
+    if tool == CLASSIC and delegate == "gpu" and settings.gpu_backend not in ("auto", *_CLASSIC_GPU_BACKENDS):
+        return (f"{name} has no {settings.gpu_backend} GPU backend (its --gpu_backend takes cl or gl): use "
+                "--gpu-backend auto or opengl, or LiteRT's CompiledModel benchmark_model")
+    return None
 
 
 def _accelerator_flags(delegate: str, settings: BenchSettings, library_dir: str | None) -> list[str]:
@@ -160,7 +207,7 @@ def _accelerator_flags(delegate: str, settings: BenchSettings, library_dir: str 
                   f"--compiler_plugin_library_path={library_dir}"] if library_dir else []
     if settings.strict_delegation:  # the tool aborts when both --use_cpu and full delegation are asked
         flags += ["--use_cpu=false", "--require_full_delegation=true"]
-    return flags + (["--use_profiler=true"] if settings.op_profile else [])
+    return flags
 
 
 def benchmark_env(delegate: str, library_dir: str | None) -> list[str]:
@@ -171,18 +218,22 @@ def benchmark_env(delegate: str, library_dir: str | None) -> list[str]:
 
 
 def judge_run(text: str, returncode: int, delegate: str, strict_delegation: bool = False, *,
-              graph: str | None = None, threads: int | None = None
+              graph: str | None = None, threads: int | None = None, op_profile: bool = False
               ) -> tuple[str, str | None, dict | None, list[str]]:
     """Verdict on a finished run: ``(status, error, parsed row or None, warnings)``.
 
     ``graph`` and ``threads`` are what was asked for: a log that names another model or thread count is
-    another run's log and fails.
+    another run's log and fails. ``op_profile``: per-operator tables were asked for.
     """
     try:
         parsed = parse_last_run(text)
     except ToolOutputParseError:
         parsed = None
-    warnings = list(parsed["warnings"]) if parsed else []
+    warnings = [_unconsumed_warning(text) if text.startswith(_UNCONSUMED) else text
+                for text in (parsed["warnings"] if parsed else [])]
+    if op_profile and parsed and parsed["op_profile"] is None and not any(
+            text.startswith("op profil") for text in warnings):
+        warnings.append("op profiling was asked for but the log holds no per-operator tables")
     causes = [] if returncode == 0 else [exit_text(returncode)]
     if parsed is None:
         causes.append(f"the output ({len(text)} characters) is not benchmark_model output")
@@ -198,6 +249,12 @@ def judge_run(text: str, returncode: int, delegate: str, strict_delegation: bool
         error = error or _mismatch(parsed, graph, threads)
         causes += [error] if error else []
     return ("failed", ": ".join(causes), parsed, warnings) if causes else ("ok", None, parsed, warnings)
+
+
+def _unconsumed_warning(line: str) -> str:
+    flags = line[len(_UNCONSUMED):].strip()
+    return (f"benchmark_model ignored flags mnbench passed ({_UNCONSUMED} {flags}): the row may not measure "
+            "what was asked")
 
 
 def _mismatch(parsed: dict, graph: str | None, threads: int | None) -> str | None:

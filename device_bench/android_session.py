@@ -8,6 +8,11 @@ its own timeout. The per-run folder :func:`~device_bench.android_run.run_dir` is
 after failures (a leftover benchmark process is killed first). Each result is handed to ``on_result`` as
 soon as it is recorded (the caller stores it). :meth:`DeviceSession.interrupt`, called from another thread
 after ``stop`` is set, kills the benchmark running now; that run fails as "interrupted".
+
+Which tool the binary is (:data:`device_bench.binary.TOOLS`) is known for the prebuilt and asked once per
+session of a user's build (``--help``); each row's ``target_desc`` says it (``run.tool``). A build whose
+``--help`` names neither tool's flags gets the classic tool's flags, with a warning in each row. A
+combination the tool cannot run (:func:`~device_bench.android_run.refusal`) fails unrun, with the reason.
 """
 
 from __future__ import annotations
@@ -20,9 +25,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .android_run import (RUN_ROOT, BenchSettings, ModelFile, accelerator_use, benchmark_argv, benchmark_env,
-                          judge_run, result_row, run_desc, run_dir)
+                          judge_run, refusal, result_row, run_desc, run_dir)
 from .delegates import NNAPI_DEPRECATED_SDK
-from .binary import DEVICE_BINARY, BinaryChoice, install
+from .binary import CLASSIC, DEVICE_BINARY, BinaryChoice, install, probe_tool
 from .connect import open_transport
 from .device_facts import DeviceFacts, Temperatures, cpu_mask, pin_cores, read_facts, read_temperatures
 from .errors import BenchError, CommandFailed, CommandTimeout
@@ -61,6 +66,8 @@ class DeviceSession:
                                     for delegate in delegates]
         self.choice, self.connect = binary or BinaryChoice(), connect
         self.binary = None
+        self.tool: str | None = None  # which tool the binary is (device_bench.binary.TOOLS); None: unknown
+        self.tool_note: str | None = None  # why the tool is unknown
         self.lock: PhoneLock | None = None
         self.stop = stop or threading.Event()
         self.on_result = on_result
@@ -114,7 +121,15 @@ class DeviceSession:
         self.stage = "cannot install benchmark_model"
         self.binary = self.choice.for_abis(self.facts.abilist or [self.facts.abi or "unknown"])
         pushed = install(self.transport, self.binary, DEVICE_BINARY, settings.command_timeout_s)
-        self.session_desc.update(binary={**self.binary.describe(), "pushed": pushed})
+        self.stage = "cannot ask benchmark_model which tool it is"
+        self.tool, known_from = self.binary.tool, "where it comes from (Google's LiteRT release)"
+        if self.tool is None:
+            self.tool, known_from = probe_tool(self.transport, DEVICE_BINARY, settings.command_timeout_s)
+        if self.tool is None:
+            self.tool_note = (f"which benchmark_model this is is unknown ({known_from}): it was given the "
+                              "classic TFLite tool's flags")
+        self.session_desc.update(binary={**self.binary.describe(), "pushed": pushed, "tool": self.tool,
+                                         "tool_known_from": known_from})
         self.stage = "running"
 
     def _push_npu_libraries(self) -> None:
@@ -157,10 +172,14 @@ class DeviceSession:
         model, threads, delegate = combo
         cores = pin_cores(self.facts, threads) if self.facts.has_tool("taskset") else ()
         mask = cpu_mask(cores)
-        desc: dict = {"taskset_mask": mask, "pinned_cpus": list(cores)}
+        desc: dict = {"taskset_mask": mask, "pinned_cpus": list(cores), "tool": self.tool or "unknown"}
+        tool = self.tool or CLASSIC
+        if (refused := refusal(tool, delegate, self.settings)) is not None:
+            self._record(combo, "failed", refused, None, None, desc)
+            return
         why = ("no core's max frequency is known" if self.facts.has_tool("taskset")
                else "no taskset on the device")
-        notes = [] if mask else [f"not pinned: {why}"]
+        notes = ([] if mask else [f"not pinned: {why}"]) + ([self.tool_note] if self.tool_note else [])
         if delegate == "nnapi" and (self.facts.sdk or 0) >= NNAPI_DEPRECATED_SDK:
             notes.append(f"NNAPI is deprecated from Android 15 (this phone: SDK {self.facts.sdk}); vendors "
                          "may drop its drivers: measure --delegate npu or gpu instead")
@@ -172,7 +191,8 @@ class DeviceSession:
             self._probe(error)
             return
         notes += [note] if note else []
-        argv = benchmark_argv(DEVICE_BINARY, remote, threads, delegate, self.settings, self.library_dir)
+        argv = benchmark_argv(DEVICE_BINARY, remote, threads, delegate, self.settings, self.library_dir,
+                              tool=tool)
         env = benchmark_env(delegate, self.library_dir)
         command = join((["taskset", mask] if mask else []) + (["env", *env] if env else []) + argv) + " 2>&1"
         desc.update(command=command, cooldown_wait_s=round(waited_s, 3), temperatures_before=before.as_dict())
@@ -187,7 +207,7 @@ class DeviceSession:
                 raise _Interrupted
             status, error, parsed, warnings = judge_run(log, returncode, delegate,
                                                         self.settings.strict_delegation, graph=remote,
-                                                        threads=threads)
+                                                        threads=threads, op_profile=self.settings.op_profile)
         except CommandTimeout:
             status, error, parsed, warnings = "failed", (
                 f"timed out after {self.settings.run_timeout_s:g} s; benchmark_model was stopped"), None, []

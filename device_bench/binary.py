@@ -14,6 +14,14 @@ cached in ``$MNBENCH_CACHE_DIR`` (default ``~/.cache/mnbench``) and
 trusted on first use (:mod:`device_bench.fetch`); ``--benchmark-sha256`` pins it. The binary lives at
 :data:`DEVICE_BINARY` and is pushed again only when ``sha256sum`` on the device disagrees with the local
 file's hash.
+
+Which tool a binary is decides the flags it is given (:data:`TOOLS`): the prebuilt is known to be the
+CompiledModel benchmark from where it comes from; a user's build is asked once per phone session with
+``--help`` (:func:`probe_tool`). Both tools print their flag list for ``--help`` (``Flags::Usage`` in
+``tflite/tools/command_line_flags.cc``: one ``--name=default  type  optional  help`` line per flag, on
+stderr). The classic tool (``tflite/tools/benchmark/benchmark_main.cc``) then says ``Benchmarking failed.``
+and exits 1; the CompiledModel tool (``litert/tools/benchmark_litert_model_main.cc``) first prints ``NPU
+Vendor Flags from LiteRT:`` on stdout and exits 0. Only the flag names are read, never the exit status.
 """
 
 from __future__ import annotations
@@ -42,6 +50,15 @@ TOOL = "benchmark_model"
 PREBUILT_FOLDERS = {"arm64-v8a": "android_arm64"}  # ABI -> folder in Google's release layout
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _FIX = "pass --benchmark-binary PATH (your own build) instead"
+COMPILED_MODEL = "compiled_model"  # LiteRT's litert/tools/benchmark_litert_model (the prebuilt)
+CLASSIC = "classic"                # TFLite's tflite/tools/benchmark/benchmark_tflite_model
+TOOLS = (COMPILED_MODEL, CLASSIC)
+PREBUILT_TOOL = COMPILED_MODEL     # //litert/tools:benchmark_model (ai.google.dev/edge/litert/next/benchmark)
+# Flags only one tool defines (benchmark_litert_model.h GetFlags(); benchmark_tflite_model.cc GetFlags() and
+# tflite/tools/delegates/xnnpack_delegate_provider.cc), as Flags::Usage prints them: "--name=default".
+_TOOL_MARKS = {COMPILED_MODEL: re.compile(r"--(?:use_profiler|use_npu|dispatch_library_path)="
+                                          r"|NPU Vendor Flags from LiteRT"),
+               CLASSIC: re.compile(r"--(?:enable_op_profiling|use_xnnpack|use_nnapi)=")}
 
 
 class BinaryUnavailable(BenchInputError):
@@ -56,12 +73,14 @@ class BenchmarkBinary:
     Attributes:
         kind: ``user`` (``--benchmark-binary``) or ``prebuilt`` (downloaded).
         source: the URL it was downloaded from, or the user's absolute path.
+        tool: which tool it is (:data:`TOOLS`) when known without asking it (the prebuilt), else None.
     """
 
     path: Path
     sha256: str
     kind: str
     source: str
+    tool: str | None = None
 
     def describe(self) -> dict:
         """For ``target_desc``: which binary produced a result."""
@@ -164,7 +183,7 @@ def prebuilt_binary(abis: Sequence[str], pin_sha256: str | None = None,
     url = prebuilt_url(prebuilt_abi(abis))
     fetched = fetch(url, cache or cache_dir(), pin_sha256, executable=True,
                     hint=f"or {_FIX}")
-    return BenchmarkBinary(fetched.path, fetched.sha256, "prebuilt", url)
+    return BenchmarkBinary(fetched.path, fetched.sha256, "prebuilt", url, PREBUILT_TOOL)
 
 
 def readiness(transport: Transport, abis: Sequence[str], choice: BinaryChoice, cache: Path | None = None,
@@ -230,3 +249,26 @@ def install(transport: Transport, binary: BenchmarkBinary, remote: str = DEVICE_
                              f"{binary.sha256}")
     return True
 
+
+
+def tool_from_help(text: str) -> str | None:
+    """Which tool printed this ``--help`` output (:data:`TOOLS`); None when its flags name neither."""
+    found = [tool for tool, mark in _TOOL_MARKS.items() if mark.search(text)]
+    return found[0] if len(found) == 1 else None
+
+
+def probe_tool(transport: Transport, remote: str = DEVICE_BINARY,
+               timeout_s: float = INSTALL_TIMEOUT_S) -> tuple[str | None, str]:
+    """Ask an installed binary which tool it is: ``(tool or None, what its --help output was)``.
+
+    Raises:
+        DeviceError: the connection failed.
+    """
+    completed = transport.shell(f"{join([remote, '--help'])} 2>&1", timeout_s)
+    text = completed.stdout + completed.stderr
+    tool = tool_from_help(text)
+    if tool is not None:
+        return tool, "--help"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return None, (f"--help (exit status {completed.returncode}) names neither tool's flags"
+                  + (f"; it printed {first[:80]!r}" if first else "; it printed nothing"))

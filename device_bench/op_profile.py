@@ -8,6 +8,14 @@ type`` tables. Columns are tab-separated and right-aligned to a fixed width that
 builds dropped the ``[start]`` column, so columns are read from each table's own header. Rows are split on
 tabs; copies whose tabs became spaces are split by finding the run of numeric cells.
 
+LiteRT's CompiledModel tool (``--use_profiler=true``, LiteRT >= 2.2) prints the same three tables from
+its own ``LiteRtProfileSummarizer`` (``litert/runtime/profiler_summarizer.cc``): space-separated, titles
+centred in 130-150 columns of ``=`` (TFLite's have 30 on each side), no section header, node names
+``[Builtin]:i`` / ``[Delegate]:i`` and delegate-profiled ops as ``Delegate/<op>``. Its ``[avg ms]`` is per
+invocation and its ``[times called]`` counts every run's invocations (warm-up ones included), where
+TFLite's are per benchmark run; they are converted to TFLite's meaning (per run, the number of runs being
+the most calls of one node), so both tools' tables mean the same. LiteRT 2.1.x printed TFLite's tables.
+
 The input is the run's lines with log prefixes already removed (see :mod:`device_bench.parser`).
 """
 
@@ -25,6 +33,7 @@ _INIT_HEADER = "Profiling Info for Benchmark Initialization:"
 _SUMMARY_TITLE = "Summary by node type"
 _NODES_TITLE = "Run Order"
 _BANNER_RE = re.compile(r"=+ (?P<title>[A-Za-z][\w ]*?) =+$")
+_LITERT_BANNER_RE = re.compile(r"={31,} ")  # LiteRtProfileSummarizer's centred title (TFLite: 30 '=')
 _COLUMN_RE = re.compile(r"\[([^\]]+)\]")
 _NUMERIC_CELL_RE = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?%?")
 _COLUMN_KEYS = {
@@ -57,7 +66,25 @@ def parse_op_profile(lines: list[str]) -> tuple[list[dict] | None, list[dict] | 
     summary = tables.get(_SUMMARY_TITLE)
     if summary is not None and not any(line.startswith("Timings (microseconds)") for line in section):
         warnings.append("op profile: the log ends inside the per-operator tables; rows may be missing")
-    return _project(summary, SUMMARY_KEYS), _project(tables.get(_NODES_TITLE), NODE_KEYS), warnings
+    nodes = tables.get(_NODES_TITLE)
+    if any(_LITERT_BANNER_RE.match(line) for line in section):
+        summary, nodes = _per_run(summary, nodes)
+    return _project(summary, SUMMARY_KEYS), _project(nodes, NODE_KEYS), warnings
+
+
+def _per_run(summary: list[dict] | None,
+             nodes: list[dict] | None) -> tuple[list[dict] | None, list[dict] | None]:
+    """LiteRT's per-invocation tables in TFLite's per-run meaning (see the module docstring)."""
+    runs = max((row.get("times_called") or 0 for row in nodes or []), default=0)
+
+    def convert(row: dict, calls_per_run: float) -> dict:
+        calls = row.get("times_called")
+        per_run = calls / runs if runs and calls is not None else calls_per_run
+        return {**row, "avg_ms": row["avg_ms"] * per_run if row.get("avg_ms") is not None else None,
+                "times_called": int(per_run) if float(per_run).is_integer() else round(per_run, 3)}
+
+    return ([convert(row, row.get("count") or 1) for row in summary] if summary is not None else None,
+            [convert(row, 1) for row in nodes] if nodes is not None else None)
 
 
 def _regular_section(lines: list[str]) -> tuple[list[str] | None, list[str]]:

@@ -115,6 +115,7 @@ _DELEGATE_FAILED_RE = re.compile(r"Failed to apply \S+ delegate\.?$")
 _CAUSE_RE = re.compile(
     r"Failed to |Could not |Unable to |Disallowed CPU fallback|.*failed to (?:prepare|invoke)")
 _NOISE = "All log messages before absl::InitializeLog() is called"
+_UNCONSUMED = "Unconsumed cmdline flags:"  # a flag the tool ignored (benchmark_model.cc ParseFlags)
 
 
 class _Line(NamedTuple):
@@ -288,7 +289,7 @@ def _params(lines: list[_Line], warnings: list[str]) -> dict:
         matches = (param_re.match(line.text) for line in lines if not line.cut)
         found[key] = next((_first(*match.groups()) for match in matches if match), None)
     found["num_threads"] = _int(found["num_threads"])
-    warnings.extend(line.text for line in lines if line.text.startswith("Unconsumed cmdline flags:"))
+    warnings.extend(line.text for line in lines if line.text.startswith(_UNCONSUMED))
     return found
 
 
@@ -513,7 +514,8 @@ def _failure(lines: list[_Line], warnings: list[str]) -> str | None:
         error = causes[-1] if causes else lines[failed_at].text
     warnings.extend(f"{line.level}: {line.text}" for line in lines
                     if line.level in ("ERROR", "WARNING") and line.text not in ("", error)
-                    and not _BENCH_FAILED_RE.match(line.text) and not line.text.startswith(_NOISE))
+                    and not _BENCH_FAILED_RE.match(line.text)
+                    and not line.text.startswith((_NOISE, _UNCONSUMED)))  # _params keeps the latter
     return error
 
 

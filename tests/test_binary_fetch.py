@@ -120,6 +120,7 @@ def test_fresh_install_benchmarks_a_phone_with_the_prebuilt(loopback_http, loopb
     loopback_http.files[TOOL_PATH] = FAKE_BENCHMARK.read_bytes()
     digest = hashlib.sha256(FAKE_BENCHMARK.read_bytes()).hexdigest()
     model = tiny_model(tmp_path / "m.tflite")
+    loopback_device.set_benchmark("ok", tool="compiled_model")  # what Google publishes
     for _ in range(2):
         code, out, err = run("device", "--serial", loopback_device.serial, model, "--json",
                              "--results", tmp_path / "results", *FAST)
@@ -128,6 +129,20 @@ def test_fresh_install_benchmarks_a_phone_with_the_prebuilt(loopback_http, loopb
         binary = json.loads(row["target_desc"])["binary"]
         assert (row["status"], binary["kind"], binary["sha256"]) == ("ok", "prebuilt", digest)
         assert binary["source"] == loopback_http.base + TOOL_PATH
+        assert (binary["tool"], json.loads(row["target_desc"])["run"]["tool"]) == ("compiled_model",) * 2
+        assert "LiteRT release" in binary["tool_known_from"]
+        warnings = json.loads(row["target_desc"])["run"]["warnings"]
+        assert not any("ignored flags" in warning for warning in warnings)
+    calls = loopback_device.host_path("/.loopback/fake_benchmark_calls.jsonl").read_text().splitlines()
+    assert json.loads(calls[-1])["argv"][5:] == ["--use_cpu=true"]
+    assert not loopback_device.host_path("/.loopback/fake_benchmark_probes.jsonl").exists()  # not asked
+    # A mirror serving a classic build there: the flags it ignored are never silent.
+    loopback_device.set_benchmark("ok", tool="classic")
+    code, out, err = run("device", "--serial", loopback_device.serial, model, "--json",
+                         "--results", tmp_path / "results", *FAST)
+    (row,) = json.loads(out)
+    assert ("benchmark_model ignored flags mnbench passed (Unconsumed cmdline flags: --use_cpu=true): the "
+            "row may not measure what was asked") in json.loads(row["target_desc"])["run"]["warnings"]
     assert loopback_http.requests == [TOOL_PATH]                 # downloaded once, then cached
     assert read_lock(tmp_path / "fresh-cache")[loopback_http.base + TOOL_PATH]["sha256"] == digest
     code, _, err = run("device", "--serial", loopback_device.serial, model, "--benchmark-sha256", "1" * 64,

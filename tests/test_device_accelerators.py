@@ -9,7 +9,8 @@ for subgraph %d (%s).", ``litert/compiler/plugin/compiler_plugin.cc`` "Partition
 ops, from a total of %lu ops. resulted in %lu partitions.", ``litert/runtime/accelerators/gpu_registry.cc``),
 with LiteRT's delegate names (``LITERT_CL``, ``DispatchDelegate``). The NPU fallback quotes the public report
 google-ai-edge/LiteRT#7858 ("Replacing 470 out of 476 node(s) with delegate (TfLiteXNNPackDelegate)" while the
-NPU was requested). The timings are the real log's.
+NPU was requested). The timings are the real log's. The fake plays the CompiledModel tool here (its
+``--help`` lists that tool's flags), except where a test says otherwise.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def accelerator(row: dict) -> dict:
 
 def test_gpu_partial_npu_fallback_and_xnnpack_in_one_run(loopback_device, tmp_path):
     log = real_cpu_log()
-    loopback_device.set_benchmark("replay", replay={
+    loopback_device.set_benchmark("replay", tool="compiled_model", replay={
         "cpu": log, "gpu": with_lines(log, GPU_PARTIAL), "npu": with_lines(log, NPU_FALLBACK)})
     libraries = []
     for name in ("libLiteRtDispatch_Qualcomm.so", "libQnnHtp.so"):
@@ -106,7 +107,11 @@ def test_gpu_partial_npu_fallback_and_xnnpack_in_one_run(loopback_device, tmp_pa
                                        f"--compiler_plugin_library_path={run_dir}/npu"]
     assert seen["npu"]["libraries"] == ["libLiteRtDispatch_Qualcomm.so", "libQnnHtp.so"]
     assert seen["npu"]["ld_library_path"] == f"{run_dir}/npu" and seen["gpu"]["ld_library_path"] is None
-    assert "--use_xnnpack=true" in seen["cpu"]["argv"]
+    assert seen["cpu"]["argv"][5:] == ["--use_cpu=true"]  # XNNPACK is the CompiledModel tool's CPU path
+    tools = {json.loads(row["target_desc"])["run"]["tool"] for row in (gpu, npu, xnnpack)}
+    assert tools == {"compiled_model"}
+    assert not any("ignored flags" in warning for row in (gpu, npu, xnnpack)
+                   for warning in json.loads(row["target_desc"])["run"]["warnings"])
     pushed = json.loads(npu["target_desc"])["npu_libraries"]
     assert [entry["name"] for entry in pushed] == ["libLiteRtDispatch_Qualcomm.so", "libQnnHtp.so"]
     assert not loopback_device.host_path(run_dir).exists()  # the libraries went with the run folder
@@ -116,7 +121,7 @@ def test_gpu_partial_npu_fallback_and_xnnpack_in_one_run(loopback_device, tmp_pa
 
 def test_strict_delegation_fails_the_partial_gpu_and_passes_the_full_npu(loopback_device, tmp_path):
     log = real_cpu_log()
-    loopback_device.set_benchmark("replay", replay={
+    loopback_device.set_benchmark("replay", tool="compiled_model", replay={
         "gpu": with_lines(log, GPU_PARTIAL), "npu": with_lines(log, NPU_COMPILED, drop=NPU_MISSING)})
     code, out, err = run("device", "--serial", loopback_device.serial, tiny_model(tmp_path / "m.tflite"),
                          "--threads", "4", "--delegate", "gpu,npu", "--strict-delegation", "--json",
@@ -155,3 +160,65 @@ def test_npu_libraries_with_one_name_are_refused(tmp_path):
                        "npu", "--npu-library", tmp_path / "a" / "libX.so", "--npu-library",
                        tmp_path / "b" / "libX.so")
     assert code == 2 and err.count("\n") == 1 and "two NPU libraries share a file name" in err
+
+
+# ------------------------------------------------------------------------- which tool, which flags
+# Per node, in run order: [node type, first ms, avg ms per invocation, calls] (calls: warm-up + timed runs).
+LITERT_PROFILE = [["TfLiteXNNPackDelegate", 0.9, 0.8, 4],
+                  ["Delegate/Convolution (NHWC, QC8) IGEMM", 0.3, 0.25, 4],
+                  ["Delegate/Convolution (NHWC, QC8) IGEMM", 0.2, 0.15, 4], ["HARD_SWISH", 0.1, 0.05, 4]]
+
+
+def test_compiled_model_tool_runs_xnnpack_with_its_profiler_and_refuses_what_it_cannot(loopback_device,
+                                                                                       tmp_path):
+    log = real_cpu_log()
+    loopback_device.set_benchmark("replay", tool="compiled_model", replay={"cpu": log},
+                                  litert_profile=LITERT_PROFILE)
+    code, out, err = run("device", "--serial", loopback_device.serial, tiny_model(tmp_path / "m.tflite"),
+                         "--threads", "4", "--delegate", "cpu,nnapi,xnnpack", "--op-profile", "--json",
+                         "--benchmark-binary", FAKE_BENCHMARK, "--results", tmp_path / "results", *FAST)
+    assert code == 1, err  # two rows failed
+    cpu, nnapi, xnnpack = json.loads(out)
+    assert cpu["status"] == nnapi["status"] == "failed"
+    assert "has no CPU path without XNNPACK" in cpu["error"] and "use --delegate xnnpack" in cpu["error"]
+    assert "has no NNAPI" in nnapi["error"]
+    found = [json.loads(line)["argv"] for line in
+             loopback_device.host_path("/.loopback/fake_benchmark_calls.jsonl").read_text().splitlines()]
+    assert len(found) == 1 and found[0][5:] == ["--use_cpu=true", "--use_profiler=true"]  # refused: not run
+    assert (xnnpack["status"], xnnpack["avg_us"]) == ("ok", 950.0)
+    run_desc = json.loads(xnnpack["target_desc"])["run"]
+    assert run_desc["tool"] == "compiled_model" and not any("op profil" in w for w in run_desc["warnings"])
+    # LiteRT's per-invocation tables, read in TFLite's per-run meaning: 4 calls of each node in 4 runs.
+    (stored,) = (tmp_path / "results").glob("*/op_times.json")
+    (times,) = json.loads(stored.read_text()).values()
+    assert times["by_type"] == pytest.approx({"TfLiteXNNPackDelegate": 800.0, "HARD_SWISH": 50.0,
+                                              "Delegate/Convolution (NHWC, QC8) IGEMM": 400.0})
+    assert times["by_node"]["[Delegate]:2"] == {"type": "Delegate/Convolution (NHWC, QC8) IGEMM",
+                                                "us": pytest.approx(150.0)}
+
+
+def test_classic_tool_refuses_npu_and_an_unknown_tool_gets_classic_flags_with_a_warning(loopback_device,
+                                                                                         tmp_path):
+    model = tiny_model(tmp_path / "m.tflite")
+    loopback_device.set_benchmark("ok", tool="classic")
+    code, out, err = run("device", "--serial", loopback_device.serial, model, "--delegate", "npu,gpu",
+                         "--gpu-precision", "fp32", "--json", "--benchmark-binary", FAKE_BENCHMARK,
+                         "--results", tmp_path / "results", *FAST)
+    npu, gpu = json.loads(out)
+    assert npu["status"] == "failed" and "has no NPU accelerator" in npu["error"]
+    assert json.loads(npu["target_desc"])["run"]["tool"] == "classic"
+    (call,) = [json.loads(line)["argv"] for line in
+               loopback_device.host_path("/.loopback/fake_benchmark_calls.jsonl").read_text().splitlines()]
+    assert call[5:] == ["--use_xnnpack=false", "--use_gpu=true", "--gpu_precision_loss_allowed=false"]
+
+    loopback_device.set_benchmark("ok", tool="unknown")
+    code, out, err = run("device", "--serial", loopback_device.serial, model, "--delegate", "xnnpack",
+                         "--json", "--benchmark-binary", FAKE_BENCHMARK, "--results", tmp_path / "results",
+                         *FAST)
+    assert code == 0, err
+    (row,) = json.loads(out)
+    desc = json.loads(row["target_desc"])
+    assert desc["run"]["tool"] == "unknown" and desc["binary"]["tool"] is None
+    assert "names neither tool's flags" in desc["binary"]["tool_known_from"]
+    assert any(warning.startswith("which benchmark_model this is is unknown")
+               for warning in desc["run"]["warnings"])

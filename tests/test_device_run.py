@@ -23,9 +23,10 @@ from device_bench.errors import ModelFileError
 
 from device_bench.adb_server import AdbServer
 from device_bench.android import benchmark_devices, load_models, read_devices_file
-from device_bench.android_run import (BenchSettings, benchmark_argv, benchmark_env, check_delegation,
+from device_bench.android_run import (BenchSettings, benchmark_argv, benchmark_env, check_delegation, refusal,
                                      exit_text, judge_run)
 from device_bench.android_session import DeviceSession
+from device_bench.binary import CLASSIC, COMPILED_MODEL, TOOLS, tool_from_help
 from device_bench.connect import open_transport
 from device_bench.store import COLUMN_NAMES, ResultStore
 from device_bench.transport import quote
@@ -100,31 +101,62 @@ def ok_log(graph: Path, runs: int = 5) -> str:
 
 # ----------------------------------------------------------------------------------------- pure parts
 def test_benchmark_argv_spells_the_flags_in_one_place():
-    argv = benchmark_argv("/bin/bm", "/d/a b.tflite", 4, "xnnpack", BenchSettings(op_profile=True))
+    # The classic TFLite tool (benchmark_tflite_model.cc, tflite/tools/delegates/*_provider.cc).
+    classic = {"tool": CLASSIC}
+    argv = benchmark_argv("/bin/bm", "/d/a b.tflite", 4, "xnnpack", BenchSettings(op_profile=True), **classic)
     assert argv == ["/bin/bm", "--graph=/d/a b.tflite", "--num_threads=4", "--num_runs=50", "--min_secs=1",
                     "--warmup_runs=1", "--use_xnnpack=true", "--enable_op_profiling=true"]
-    assert benchmark_argv("b", "g", 1, "cpu", FAST)[-1] == "--use_xnnpack=false"
-    # gpu and npu: LiteRT's CompiledModel flags (litert/tools/benchmark_litert_model.h; note the hyphen)
-    assert benchmark_argv("b", "g", 1, "gpu", FAST)[-2:] == ["--use_gpu=true", "--gpu-precision=auto"]
+    assert benchmark_argv("b", "g", 1, "cpu", FAST, **classic)[-1] == "--use_xnnpack=false"
+    assert benchmark_argv("b", "g", 1, "nnapi", FAST, **classic)[-1] == "--use_nnapi=true"
     strict = BenchSettings(strict_delegation=True, gpu_precision="fp16", gpu_backend="opengl",
                            op_profile=True)
-    assert benchmark_argv("b", "g", 1, "gpu", strict)[6:] == [
+    assert benchmark_argv("b", "g", 1, "gpu", strict, **classic)[6:] == [
+        "--use_xnnpack=false", "--use_gpu=true", "--gpu_precision_loss_allowed=true", "--gpu_backend=gl",
+        "--require_full_delegation=true", "--enable_op_profiling=true"]
+    assert benchmark_argv("b", "g", 1, "gpu", FAST, **classic)[6:] == [
+        "--use_xnnpack=false", "--use_gpu=true"]
+    # LiteRT's CompiledModel tool (litert/tools/benchmark_litert_model.h; note the hyphen): XNNPACK is its CPU
+    compiled = {"tool": COMPILED_MODEL}
+    assert benchmark_argv("b", "g", 1, "xnnpack", BenchSettings(op_profile=True), **compiled)[6:] == [
+        "--use_cpu=true", "--use_profiler=true"]
+    assert benchmark_argv("b", "g", 1, "gpu", FAST, **compiled)[-2:] == [
+        "--use_gpu=true", "--gpu-precision=auto"]
+    assert benchmark_argv("b", "g", 1, "gpu", strict, **compiled)[6:] == [
         "--use_gpu=true", "--gpu-precision=fp16", "--gpu_backend=opengl", "--use_cpu=false",
         "--require_full_delegation=true", "--use_profiler=true"]
-    assert benchmark_argv("b", "g", 1, "npu", FAST, "/d/npu")[6:] == [
+    assert benchmark_argv("b", "g", 1, "npu", FAST, "/d/npu", **compiled)[6:] == [
         "--use_npu=true", "--dispatch_library_path=/d/npu", "--compiler_plugin_library_path=/d/npu"]
     assert benchmark_env("npu", "/d/npu") == ["LD_LIBRARY_PATH=/d/npu", "ADSP_LIBRARY_PATH=/d/npu"]
-    assert benchmark_env("gpu", "/d/npu") == [] and benchmark_argv("b", "g", 1, "npu", FAST)[6:] == [
-        "--use_npu=true"]
+    assert benchmark_env("gpu", "/d/npu") == []
+    assert benchmark_argv("b", "g", 1, "npu", FAST, **compiled)[6:] == ["--use_npu=true"]
+    # What a tool cannot run is refused, never run with flags it would ignore.
+    for tool, delegate, why in ((COMPILED_MODEL, "cpu", "no CPU path without XNNPACK"),
+                                (COMPILED_MODEL, "nnapi", "has no NNAPI"), (CLASSIC, "npu", "no NPU")):
+        assert why in refusal(tool, delegate, FAST)
+        with pytest.raises(BenchError, match=why):
+            benchmark_argv("b", "g", 1, delegate, FAST, tool=tool)
+    assert "no webgpu GPU backend" in refusal(CLASSIC, "gpu", BenchSettings(gpu_backend="webgpu"))
+    assert refusal(COMPILED_MODEL, "gpu", BenchSettings(gpu_backend="webgpu")) is None
+    assert refusal(CLASSIC, "cpu", FAST) is None and refusal(COMPILED_MODEL, "xnnpack", FAST) is None
     with pytest.raises(BenchError, match="gpu_precision must be one of auto, fp16, fp32"):
         BenchSettings(gpu_precision="int8")
-    assert benchmark_argv("b", "g", 1, "nnapi", FAST)[-1] == "--use_nnapi=true"
     with pytest.raises(BenchError, match="unknown delegate 'tpu'"):
-        benchmark_argv("b", "g", 1, "tpu", FAST)
+        benchmark_argv("b", "g", 1, "tpu", FAST, **classic)
+    with pytest.raises(BenchError, match="unknown benchmark tool 'tflite'"):
+        benchmark_argv("b", "g", 1, "cpu", FAST, tool="tflite")
     with pytest.raises(BenchError, match="threads"):
-        benchmark_argv("b", "g", 0, "cpu", FAST)
+        benchmark_argv("b", "g", 0, "cpu", FAST, **classic)
     with pytest.raises(BenchError, match="run_timeout_s"):
         BenchSettings(run_timeout_s=0)
+
+
+def test_tool_is_told_by_its_help_output():
+    """The two --help outputs the fake prints (from the tools' own flag lists) and what only one names."""
+    for tool in TOOLS:
+        out, err, code = fake._help(tool)
+        assert tool_from_help(out + err) == tool and code == (0 if tool == COMPILED_MODEL else 1)
+    assert tool_from_help("ERROR: usage: bm <flags>\nFlags:\n\t--num_runs=50\tint32\toptional\t...") is None
+    assert tool_from_help("\t--use_xnnpack=false\n\t--use_npu=false\n") is None  # both: unknown, not a guess
 
 
 def test_judge_run_verdicts(tmp_path):
@@ -208,6 +240,7 @@ def test_run_stores_ok_rows_with_parsed_figures_and_cleans_up(loopback_device, a
         assert facts["run"]["temperatures_before"]["hottest_c"] == 41.0
         assert facts["run"]["temperatures_after"]["zones_c"]["2"] == 37.25
         assert facts["cleanup"].startswith("removed /data/local/tmp/mnbench-")
+        assert (facts["run"]["tool"], facts["binary"]["tool_known_from"]) == ("classic", "--help")
     assert [(row["threads"], row["delegate"], desc(row)["run"]["taskset_mask"]) for row in run.rows] == [
         (1, "xnnpack", "80"), (1, "cpu", "80"), (4, "xnnpack", "f0"), (4, "cpu", "f0")]
     assert desc(run.rows[1])["run"]["warnings"][0].startswith("XNNPACK was applied although")
@@ -215,6 +248,8 @@ def test_run_stores_ok_rows_with_parsed_figures_and_cleans_up(loopback_device, a
              loopback_device.host_path("/.loopback/fake_benchmark_calls.jsonl").read_text().splitlines()]
     assert calls[0] == [f"--graph=/data/local/tmp/mnbench-{run.run_id}/v3small.tflite", "--num_threads=1",
                         "--num_runs=3", "--min_secs=0", "--warmup_runs=1", "--use_xnnpack=true"]
+    probes = loopback_device.host_path("/.loopback/fake_benchmark_probes.jsonl").read_text().splitlines()
+    assert [json.loads(line)["argv"] for line in probes] == [["--help"]]  # asked once per phone session
     taskset = loopback_device.host_path("/.loopback/taskset.log").read_text().splitlines()
     assert [line.split()[0] for line in taskset] == ["80", "80", "f0", "f0"]
     assert not loopback_device.host_path(f"/data/local/tmp/mnbench-{run.run_id}").exists()
