@@ -140,8 +140,9 @@ def _readiness(entry, address: str | None, choice) -> str:
               help="--num_threads values, e.g. 1,4.")
 @click.option("--delegate", "delegates", default="xnnpack", show_default=True, callback=_delegate_list,
               metavar="D[,D...]",
-              help=f"Comma-separated, from {', '.join(DELEGATES)} (cpu: no XNNPACK; gpu, npu: LiteRT's "
-                   "CompiledModel accelerators; nnapi: deprecated from Android 15).")
+              help=f"Comma-separated, from {', '.join(DELEGATES)} (cpu: no XNNPACK, classic TFLite tool "
+                   "only; npu: LiteRT's CompiledModel tool only; nnapi: classic tool only, deprecated from "
+                   "Android 15). What the binary's tool cannot run fails with the reason.")
 @click.option("--gpu-precision", type=click.Choice(GPU_PRECISIONS), default="auto", show_default=True,
               help="GPU runs: --gpu-precision (auto: the accelerator's default).")
 @click.option("--gpu-backend", type=click.Choice(GPU_BACKENDS), default="auto", show_default=True,
