@@ -177,7 +177,8 @@ def test_fake_benchmark_binary_modes(direct, shared_device, tmp_path, mode, retu
     if mode == "ok":
         assert f"INFO: Graph: [{TMP}/m.tflite]" in result.stdout  # sandbox path mapped back
         calls = (shared_device.sandbox / ".loopback" / "fake_benchmark_calls.jsonl").read_text().splitlines()
-        assert json.loads(calls[-1]) == {"argv": argv[3:], "cwd": "/"}
+        assert json.loads(calls[-1]) == {"argv": argv[3:], "cwd": "/", "ld_library_path": None,
+                                         "libraries": None}
         taskset_log = (shared_device.sandbox / ".loopback" / "taskset.log").read_text().splitlines()
         assert taskset_log[-1] == "f0 " + " ".join(argv[2:])
     if mode == "truncated":
