@@ -103,7 +103,7 @@ def rows_of(models: dict, times: dict, load: list, threads: list[int]) -> list[d
                 "stock_full_integer": pair["stock"]["integer"]["full_integer"],
                 "ours_partitions": pair["ours"]["partitions"],
                 "stock_partitions": pair["stock"]["partitions"],
-                "stock_outside": " ".join(f"{k}x{v}" for k, v in pair["stock"]["outside"].items()),
+                "stock_outside": ", ".join(f"{k} x{v}" for k, v in pair["stock"]["outside"].items()),
                 "rounds": len(ours),
                 "ours_rounds_ms": " ".join(f"{x:.3f}" for x in ours),
                 "stock_rounds_ms": " ".join(f"{x:.3f}" for x in stock),
@@ -124,10 +124,10 @@ def markdown(rows: list[dict], command: str) -> str:
              f"224x224, batch 1, XNNPACK, `benchmark_litert_model` (100 runs after 10 warm-up per "
              f"measurement, a fresh process each), {first['rounds']} interleaved rounds (ours and stock back "
              "to back, order alternating). ours / stock = ratio of the medians over rounds (the issue's "
-             f"criterion: at most {LIMIT}); paired = median of the per-round ratios with its "
+             f"criterion: at most {LIMIT:.2f}); paired = median of the per-round ratios with its "
              "distribution-free 95 % interval (an interval that includes 1.0 is no detected difference).", "",
              "| version | threads | our stem | ours ms | stock ms | ours / stock | paired (95 % interval) | "
-             f"<= {LIMIT} | ours full integer (I/O) | stock full integer | partitions ours / stock | "
+             f"<= {LIMIT:.2f} | ours full integer (I/O) | stock full integer | partitions ours / stock | "
              "stock outside XNNPACK |",
              "|---|---:|---|---:|---:|---:|---|---|---|---|---|---|"]
     for r in rows:
