@@ -139,6 +139,62 @@ def float_ops(ops: list[dict]) -> list[str]:
             if op["output_type"] in ("FLOAT32", "FLOAT16") and op["op"] not in boundary]
 
 
+FLOAT_TYPES = ("FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16", "FLOAT8_E4M3FN", "FLOAT8_E5M2")
+
+
+def integer_report(data: bytes) -> dict:
+    """Whether the model is full integer (no floating-point tensor anywhere, so integer input and output),
+    and which operators would keep a strict integer delegate (NPU, DSP, Edge TPU) from taking the whole
+    graph: every operator that reads or writes a floating-point tensor (weights included), such as the
+    DEQUANTIZE, float operators and QUANTIZE of a float island, or the QUANTIZE / DEQUANTIZE of float I/O.
+
+    Returns:
+        ``{"full_integer": bool, "float_tensors": n, "float_io": [names], "input_types": ["int8"],
+        "output_types": ["int8"], "blocking_ops": ["3:CONV_2D", ...]}`` over every subgraph
+        (``blocking_ops`` of subgraph k > 0 are written ``k/3:CONV_2D``).
+    """
+    schema = _schema()
+    ops, types = _enum_names(schema.BuiltinOperator), _enum_names(schema.TensorType)
+    model = _model(data)
+    try:
+        floats, blocking, float_io, io_types = 0, [], [], {}
+        for number in range(model.SubgraphsLength()):
+            graph = model.Subgraphs(number)
+            is_float = [types.get(graph.Tensors(i).Type()) in FLOAT_TYPES
+                        for i in range(graph.TensorsLength())]
+            floats += sum(is_float)
+            if number == 0:
+                inputs = [graph.Inputs(i) for i in range(graph.InputsLength())]
+                outputs = [graph.Outputs(i) for i in range(graph.OutputsLength())]
+                float_io = [graph.Tensors(i).Name().decode() for i in inputs + outputs if is_float[i]]
+                io_types = {kind: sorted({types.get(graph.Tensors(i).Type(), "?").lower() for i in tensors})
+                            for kind, tensors in (("input_types", inputs), ("output_types", outputs))}
+            for index in range(graph.OperatorsLength()):
+                op = graph.Operators(index)
+                tensors = [op.Inputs(i) for i in range(op.InputsLength())] + \
+                    [op.Outputs(i) for i in range(op.OutputsLength())]
+                if any(t >= 0 and is_float[t] for t in tensors):
+                    code = model.OperatorCodes(op.OpcodeIndex())
+                    name = ops.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
+                    blocking.append(f"{index}:{name}" if number == 0 else f"{number}/{index}:{name}")
+    except Exception as error:  # flatbuffers raises struct.error, IndexError, ... on corrupt input
+        raise ModelFileError(f"corrupt .tflite model: {type(error).__name__}: {error}") from None
+    return {"full_integer": floats == 0, "float_tensors": floats, "float_io": float_io,
+            **io_types, "blocking_ops": blocking}
+
+
+def describe_integer(report: dict) -> str:
+    """One line: ``full integer: yes``, or no with the float tensors and the operators by type."""
+    if report["full_integer"]:
+        return (f"full integer: yes (no floating-point tensor; input {'/'.join(report['input_types'])}, "
+                f"output {'/'.join(report['output_types'])})")
+    by_type = collections.Counter(entry.split(":", 1)[1] for entry in report["blocking_ops"])
+    where = ", ".join(f"{op} x{count}" for op, count in by_type.items()) or "none (float constants only)"
+    io = f"; float input/output: {', '.join(report['float_io'])}" if report["float_io"] else ""
+    return (f"full integer: no ({report['float_tensors']} floating-point tensor(s){io}); operators a strict "
+            f"integer delegate would not take: {where}")
+
+
 def tensor_details(interpreter, which: str) -> list[dict]:
     details = interpreter.get_input_details() if which == "input" else interpreter.get_output_details()
     result = []
@@ -183,7 +239,7 @@ def describe(path: Path, with_delegation: bool = True) -> dict:
     ops = operators(data)
     info = {"file": str(path), "size_bytes": len(data), "sha256": sha256(data),
             "embedded": read_metadata(data), "op_histogram": op_histogram(ops), "float_ops": float_ops(ops),
-            "operators": len(ops)}
+            "integer": integer_report(data), "operators": len(ops)}
     interpreter = open_interpreter(data)
     info["inputs"] = tensor_details(interpreter, "input")
     info["outputs"] = tensor_details(interpreter, "output")

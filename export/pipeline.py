@@ -441,6 +441,7 @@ def _record(request: ExportRequest, prepared: _Prepared, calib, key: str, tflite
         "hswish": lowering, "output": output, "int8_choices": choices, "conversion": conversion,
         "inputs": info["inputs"], "outputs": info["outputs"], "op_histogram": info["op_histogram"],
         "float_ops": info["float_ops"] if request.quant is Quant.INT8 else [],
+        "integer": info["integer"],
         "delegation": info["delegation"], "weights": prepared.weights,
         "calibration": {"source": calib.source, "samples": calib.count} if calib is not None else None,
         "verification": verification, "tool_versions": tool_versions(),

@@ -1,19 +1,21 @@
 """How an int8 model's first convolution (3x3, stride 2, on the 3 colour channels) is lowered.
 
 XNNPACK runs an int8 convolution as an indirect GEMM: one pass per kernel tap (9 here), each over the input
-channels rounded up to the micro-kernel's k-block. With 3 channels most of every pass is padding: 3 of 8
-on AVX512-VNNI (the 7x16c8 kernels), and on CPUs with AMX (Intel Sapphire Rapids and later) XNNPACK picks
-16x64c4 tile kernels for every int8 convolution (src/configs/gemm-config.c, qs8_qc8w_gemm_config), whose
-64-byte tile rows then hold 3 useful channels and whose 64 output columns hold the stem's 16 or 32 filters.
-Float32 uses other kernels, so the same stem can be several times slower in int8 than in float32.
+channels rounded up to the micro-kernel's k-block (kr). With 3 channels part of every pass is padding, and
+how much depends on the CPU's kernel (XNNPACK src/configs/gemm-config.c, qs8_qc8w_gemm_config): 3 useful
+bytes of 4 on an ARM64 phone core with the dot product (4x16c4 neondot), no padding on Cortex-A53/A55
+without it (4x16 mlal_lane, kr 1), 3 of 8 on ARM i8mm cores, Cortex-A72/A73 (c8 mlal) and x86
+AVX2/AVX512-VNNI, and 3 of 64-byte AMX tile rows on Intel Sapphire Rapids and later. docs/int8.md, "The
+stem", has the argument for phones and the x86 measurements.
 
 Lowerings (the sidecar records the one used):
-    conv   as built.
+    conv   as built: the default for every version (full integer; the lowering phones' kernels waste least
+           on, and the one the stock converter and the V3 paper's quantized figures use).
     s2d    space-to-depth of the input into 2x2 blocks (12 channels at half the resolution) followed by an
            equivalent 2x2 stride-1 convolution: the same function (TensorFlow 'same' padding of an even
            input pads one row and column after, which the 2x2 'same' convolution reproduces), 4 taps of
            12 channels instead of 9 of 3, identical int8 weights (the fourth tap row and column are zeros).
-    float  the stem kept float32, quantized after its activation (int8 mixed precision).
+    float  the stem kept float32, quantized after its activation (int8 mixed precision: not full integer).
 """
 
 from __future__ import annotations
@@ -36,18 +38,19 @@ STEM_LAYER = "stem"
 
 
 def default_stem(config) -> Stem:
-    """float where the stem's activation is h-swish (V3), else s2d (V1/V2: ReLU6 fused into the convolution).
+    """conv, for every version: the int8 model stays full integer (int8 I/O, no float32 tensor), which an
+    NPU, DSP or Edge TPU delegate needs, and conv is what an ARM64 phone's XNNPACK kernels serve best.
 
-    Chosen as the lowering whose worst case over the two x86 CPUs measured is the smallest (Google's tool,
-    whole models, results/int8_speed_cpus.md, docs/int8.md "The default"). V3: float is fastest on an AMX
-    Xeon (7-20 % ahead of conv) and within 3 % of the fastest on AMD Zen 4. V1/V2: on the Xeon float is
-    fastest and conv slowest (by up to 11 %); on AMD float loses up to 10 % and s2d up to 4 %; s2d is within
-    6 % of the fastest on both. A float stem pays a DEQUANTIZE before it and a QUANTIZE after it; s2d a
-    SPACE_TO_DEPTH (and falls back to conv where the input is not of even size).
+    Per output pixel and filter, the stem's 9 taps of 3 channels cost 36 k-steps with the dot product
+    (4x16c4 neondot, kr 4) against 48 for s2d (4 taps of 12, 21 of them zero weights) plus s2d's
+    SPACE_TO_DEPTH pass; 27 against 48 on Cortex-A53/A55 without it (kr 1); only on i8mm cores (kr 8) does
+    s2d do fewer (64 against 72), still with the extra pass. A float stem adds a DEQUANTIZE of the input, a
+    float32 convolution at a quarter of the dot product's multiply-adds per instruction, and a QUANTIZE of
+    an output 4x the int8 one's bytes. s2d and float stay on request and are candidates of
+    ``--precision auto`` (docs/int8.md, "The stem").
+    ``config`` is kept so a future per-version choice needs no caller change.
     """
-    from mobilenets_tf.specs import Act
-
-    return Stem.FLOAT if getattr(config.plan().layers[0], "activation", None) is Act.HSWISH else Stem.S2D
+    return Stem.CONV
 
 
 def effective_stem(model, requested: Stem) -> tuple[Stem, dict]:

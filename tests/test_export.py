@@ -26,7 +26,7 @@ def int8_224(tmp_path_factory):
     code, stdout, stderr = run("export", "--version", "v3-small", "--quant", "int8", "--stem", "conv",
                                "--calib-samples", "16", "--out", str(out), "--json")
     assert code == 0, stderr
-    return out / "v3-small_a1.00_r224_int8_stem-conv.tflite", json.loads(stdout)[0]
+    return out / "v3-small_a1.00_r224_int8.tflite", json.loads(stdout)[0]
 
 
 def test_int8_is_full_integer_with_int8_io(int8_224):
@@ -35,6 +35,9 @@ def test_int8_is_full_integer_with_int8_io(int8_224):
     assert {t["dtype"] for t in info["inputs"] + info["outputs"]} == {"int8"}
     assert set(info["tensor_types"]) <= {"int8", "int32"}          # no float tensor anywhere
     assert info["float_ops"] == [] and record["float_ops"] == []
+    assert record["integer"] == info["integer"] == {"full_integer": True, "float_tensors": 0, "float_io": [],
+                                                    "input_types": ["int8"], "output_types": ["int8"],
+                                                    "blocking_ops": []}
     assert all(key.endswith(":INT8") for key in info["op_histogram"])
 
 
@@ -97,6 +100,8 @@ def test_uint8_io_and_file_name_encode_the_configuration(tmp_path):
     record = export(ExportRequest(config, Quant.INT8, IoType.UINT8, calib_samples=8, verify=False), tmp_path)
     assert record["file"] == "v3-small_a0.50_r96_activation-relu_int8_iouint8.tflite"
     assert record["inputs"][0]["dtype"] == record["outputs"][0]["dtype"] == "uint8"
+    # uint8 I/O is TFLite's QUANTIZE uint8 -> int8 after the input (and back before the output): integer
+    assert record["integer"]["full_integer"] and record["integer"]["input_types"] == ["uint8"]
     assert model_stem(configure("v1", 0.25, 128), Quant.FP16) == "v1_a0.25_r128_fp16"
 
 

@@ -1,12 +1,13 @@
 """int8 lowerings of h-swish and the calibration-range correction: the graph has the promised structure."""
 
+import collections
+
 import numpy as np
 import pytest
 
 from export.int8 import correct_ranges, observed_ranges
-from export.quantization import Lowering
 from export.pipeline import ExportRequest, export
-from export.quantization import Quant
+from export.quantization import IoType, Lowering, Quant
 from export.stem import Stem
 from device_bench.tflite_file import describe
 from mobilenets_tf import configure
@@ -17,7 +18,8 @@ CONFIG = configure("v3-small", 0.5, 96)
 @pytest.fixture(scope="module")
 def lowered(tmp_path_factory):
     out = tmp_path_factory.mktemp("int8")
-    # stem conv: every layer int8, so each h-swish lowering's structure shows alone (stems: test_stem.py)
+    # stem conv (the default, named anyway): every layer int8, so each h-swish lowering's structure shows
+    # alone (stems: test_stem.py)
     return {lowering: export(ExportRequest(CONFIG, Quant.INT8, calib_samples=16, hswish=lowering,
                                            stem=Stem.CONV), out)
             | {"path": out} for lowering in Lowering}
@@ -30,7 +32,7 @@ def _ops(record):
 def test_decomposed_is_one_partition_with_no_hardswish(lowered):
     record = lowered[Lowering.DECOMPOSED]
     names, histogram = _ops(record)
-    assert record["file"] == "v3-small_a0.50_r96_int8_stem-conv.tflite" and record["hswish"] == "decomposed"
+    assert record["file"] == "v3-small_a0.50_r96_int8.tflite" and record["hswish"] == "decomposed"
     assert "HARD_SWISH" not in names and all(key.endswith(":INT8") for key in histogram)
     assert record["delegation"] == {"partitions": 1, "ops_outside_delegate": {},
                                     "nodes": record["delegation"]["nodes"]}
@@ -48,7 +50,7 @@ def test_int8_softmax_on_request_runs_outside_xnnpack(tmp_path):
 
 def test_fused_keeps_int8_hardswish_outside_the_delegate(lowered):
     record = lowered[Lowering.FUSED]
-    assert record["file"].endswith("_int8_hswish-fused_stem-conv.tflite")
+    assert record["file"].endswith("_int8_hswish-fused.tflite")
     assert record["op_histogram"]["HARD_SWISH:INT8"] == 19
     assert record["delegation"]["ops_outside_delegate"]["HARD_SWISH"] == 19
     assert record["delegation"]["partitions"] > 1
@@ -61,6 +63,25 @@ def test_float_lowering_keeps_hardswish_in_float_between_quantize_ops(lowered):
     assert histogram["DEQUANTIZE:FLOAT32"] >= 19 and histogram["QUANTIZE:INT8"] >= 19
     assert record["inputs"][0]["dtype"] == record["outputs"][0]["dtype"] == "int8"
     assert record["delegation"]["partitions"] == 1
+    # XNNPACK takes the float islands; a strict integer delegate would not: each DEQUANTIZE, HARD_SWISH
+    # and QUANTIZE is named, and no int8 operator is.
+    integer = record["integer"]
+    blocking = collections.Counter(entry.split(":")[1] for entry in integer["blocking_ops"])
+    assert not integer["full_integer"] and integer["float_io"] == []
+    assert blocking == {"HARD_SWISH": 19, "DEQUANTIZE": histogram["DEQUANTIZE:FLOAT32"],
+                        "QUANTIZE": histogram["DEQUANTIZE:FLOAT32"]}
+    assert integer["float_tensors"] >= 2 * 19
+
+
+def test_float_io_is_not_full_integer(tmp_path):
+    record = export(ExportRequest(CONFIG, Quant.INT8, IoType.FLOAT, calib_samples=4, verify=False), tmp_path)
+    integer = record["integer"]
+    assert not integer["full_integer"] and integer["input_types"] == integer["output_types"] == ["float32"]
+    assert integer["float_io"] == [record["inputs"][0]["name"], record["outputs"][0]["name"]]
+    assert integer["float_tensors"] == 2
+    assert [entry.split(":")[1] for entry in integer["blocking_ops"]] == ["QUANTIZE", "DEQUANTIZE"]
+    first, last = (int(entry.split(":")[0]) for entry in integer["blocking_ops"])
+    assert first == 0 and last == sum(record["op_histogram"].values()) - 1
 
 
 def test_every_lowering_keeps_the_signal(lowered):

@@ -127,13 +127,13 @@ def test_auto_precision_on_the_host_records_every_block(tmp_path):
     timed = {row["block"]: row for row in decision["blocks"]}
     assert timed["stem"]["fp32_us"] > 0 and timed["stem"]["int8_us"] > 0 and timed["block01"]["int8_us"] > 0
     assert decision["float_blocks"] == [row["block"] for row in decision["blocks"] if row["float"]]
-    # Every stem lowering is timed whole beside the default (float stem) model and the mix, if any.
-    assert {"int8", "int8-stem-conv", "int8-stem-s2d"} <= set(decision["candidates"])
+    # Every stem lowering is timed whole beside the default (conv stem) model and the mix, if any.
+    assert {"int8", "int8-stem-float", "int8-stem-s2d"} <= set(decision["candidates"])
     assert decision["chosen"] in decision["candidates"] and decision["reason"]
     fastest = min(decision["candidates"].values(), key=lambda c: c["ms"])
     assert decision["candidates"][decision["chosen"]]["ms"] == fastest["ms"] or "SQNR" in decision["reason"]
     stem = record["int8_choices"]["stem"]
-    assert stem == {"int8-stem-conv": "conv", "int8-stem-s2d": "s2d"}.get(decision["chosen"], "float")
+    assert stem == {"int8-stem-float": "float", "int8-stem-s2d": "s2d"}.get(decision["chosen"], "conv")
     assert ("SPACE_TO_DEPTH:INT8" in record["op_histogram"]) == (stem == "s2d")
     float_convs = record["op_histogram"].get("CONV_2D:FLOAT32", 0)
     assert (float_convs > 0) == (decision["chosen"] == "mixed" or stem == "float")

@@ -1,5 +1,6 @@
 """Stem lowerings of int8 models: the space-to-depth rewrite is the same function, each lowering has the
-promised graph, the default depends on the stem, the sidecar and `inspect` say what was chosen and where."""
+promised graph, the default (conv) keeps every version full integer, the sidecar and `inspect` say what was
+chosen, where, and whether the model is full integer."""
 
 import json
 
@@ -49,11 +50,10 @@ def test_s2d_kernel_computes_the_same_convolution(size):
     assert np.abs(_s2d_then_conv(image, wrong) - expected).max() > 0.1
 
 
-def test_default_stem_follows_the_stem_activation():
-    assert default_stem(configure("v3-small")) is Stem.FLOAT
-    assert default_stem(configure("v3-large")) is Stem.FLOAT
-    assert default_stem(configure("v1")) is Stem.S2D and default_stem(configure("v2", 0.35, 96)) is Stem.S2D
-    assert default_stem(configure("v3-small", knobs={"activation": "relu"})) is Stem.S2D
+def test_default_stem_is_the_integer_convolution_for_every_version():
+    for config in (configure("v1"), configure("v2", 0.35, 96), configure("v3-large"), configure("v3-small"),
+                   configure("v3-small", knobs={"activation": "relu"})):
+        assert default_stem(config) is Stem.CONV
 
 
 @pytest.fixture(scope="module")
@@ -88,13 +88,13 @@ def test_s2d_needs_an_even_input():
 @pytest.fixture(scope="module")
 def stems(tmp_path_factory):
     out = tmp_path_factory.mktemp("stems")
-    return {stem: export(ExportRequest(CONFIG, Quant.INT8, calib_samples=16, stem=stem), out)
+    return {stem: export(ExportRequest(CONFIG, Quant.INT8, calib_samples=16, stem=stem), out) | {"path": out}
             for stem in Stem}
 
 
-def test_default_v3_stem_is_float_then_quantized(stems):
+def test_float_stem_is_float_then_quantized(stems):
     record = stems[Stem.FLOAT]
-    assert record["file"] == "v3-small_a0.50_r96_int8.tflite"          # the default: no suffix
+    assert record["file"] == "v3-small_a0.50_r96_int8_stem-float.tflite"
     histogram = record["op_histogram"]
     assert histogram["CONV_2D:FLOAT32"] == 1 and histogram["HARD_SWISH:FLOAT32"] == 1   # builtin h-swish
     assert histogram["DEQUANTIZE:FLOAT32"] == 1 and histogram["QUANTIZE:INT8"] == 1
@@ -107,14 +107,52 @@ def test_default_v3_stem_is_float_then_quantized(stems):
 
 def test_conv_and_s2d_stems_are_full_integer(stems):
     conv, s2d = stems[Stem.CONV], stems[Stem.S2D]
-    assert conv["file"].endswith("_int8_stem-conv.tflite") and s2d["file"].endswith("_int8_stem-s2d.tflite")
+    assert conv["file"] == "v3-small_a0.50_r96_int8.tflite"            # the default: no suffix
+    assert s2d["file"].endswith("_int8_stem-s2d.tflite")
     for record in (conv, s2d):
         assert all(key.endswith(":INT8") for key in record["op_histogram"]), record["op_histogram"]
+        assert record["integer"]["full_integer"] and record["integer"]["blocking_ops"] == []
         assert record["delegation"]["partitions"] == 1 and record["delegation"]["ops_outside_delegate"] == {}
     assert s2d["op_histogram"]["SPACE_TO_DEPTH:INT8"] == 1
     assert "SPACE_TO_DEPTH:INT8" not in conv["op_histogram"]
     assert s2d["op_histogram"]["CONV_2D:INT8"] == conv["op_histogram"]["CONV_2D:INT8"]
     assert s2d["int8_choices"]["stem"] == "s2d" and conv["int8_choices"]["stem"] == "conv"
+
+
+def test_float_stem_names_what_a_strict_integer_delegate_would_not_take(stems):
+    """The float stem: its input DEQUANTIZE, the float input scaling (MUL, ADD), convolution and HARD_SWISH,
+    and the QUANTIZE after it; inspect says so in one line, and "yes" for the default."""
+    integer = stems[Stem.FLOAT]["integer"]
+    assert not integer["full_integer"] and integer["float_io"] == []
+    assert integer["input_types"] == integer["output_types"] == ["int8"]
+    ops = [entry.split(":")[1] for entry in integer["blocking_ops"]]
+    assert ops[0] == "DEQUANTIZE" and ops[-1] == "QUANTIZE" and {"CONV_2D", "HARD_SWISH"} <= set(ops)
+    assert len(ops) == 6 and integer["float_tensors"] == 9
+    record = stems[Stem.FLOAT]
+    code, out, err = run("inspect", str(record["path"] / record["file"]))
+    assert code == 0, err
+    assert "full integer: no (9 floating-point tensor(s)); operators a strict integer delegate would not " \
+           "take: DEQUANTIZE x1, " in out and "HARD_SWISH x1" in out
+    default = stems[Stem.CONV]
+    code, out, err = run("inspect", str(default["path"] / default["file"]))
+    assert code == 0 and "full integer: yes (no floating-point tensor; input int8, output int8)" in out
+
+
+def test_default_export_of_every_version_is_full_integer(tmp_path):
+    """V1, V2 and V3-Large as `mnbench export --quant int8` writes them by default (V3-Small: above)."""
+    code, out, err = run("export", "--version", "v1", "--version", "v2", "--version", "v3-large",
+                         "--alpha", "0.35", "--resolution", "64", "--quant", "int8", "--calib-samples", "4",
+                         "--no-verify", "--out", str(tmp_path), "--json")
+    assert code == 0, err
+    records = json.loads(out)
+    assert [r["file"] for r in records] == [f"{v}_a0.35_r64_int8.tflite" for v in ("v1", "v2", "v3-large")]
+    for record in records:
+        assert record["integer"]["full_integer"], (record["file"], record["integer"])
+        assert record["inputs"][0]["dtype"] == record["outputs"][0]["dtype"] == "int8"
+        assert all(key.endswith(":INT8") for key in record["op_histogram"]), record["op_histogram"]
+        assert record["int8_choices"]["stem"] == "conv" and record["int8_choices"]["float_blocks"] == []
+        assert record["delegation"]["partitions"] == 1 and record["delegation"]["ops_outside_delegate"] == {}
+    assert "note:" not in err                                   # nothing to say about a full-integer model
 
 
 def test_stem_lowerings_keep_the_fidelity(stems):

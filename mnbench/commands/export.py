@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from device_bench.tflite_file import describe_integer
 from export.quantization import DEFAULT_LOWERING, IoType, Lowering, Quant
 from export.stem import Stem
 
@@ -40,7 +41,7 @@ QUANTS = tuple(quant.value for quant in Quant)
 @click.option("--stem", type=click.Choice([stem.value for stem in Stem]),
               help="How int8 models lower the first convolution (3x3/2 on 3 channels): float = kept "
                    "float32, quantized after it; conv = int8 as built; s2d = space-to-depth + 2x2 int8 "
-                   "convolution. Default: float for V3 (h-swish stem), s2d for V1/V2.")
+                   "convolution. Default: conv (full integer; docs/int8.md, 'The stem').")
 @click.option("--precision", type=click.Choice(["int8", "auto"]), default="int8", show_default=True,
               help="int8: every block int8; auto: blocks the target runs faster in float32 stay float32.")
 @click.option("--float-blocks", default="", metavar="BLOCK[,BLOCK...]",
@@ -99,6 +100,9 @@ def export(ctx, versions, quants, alpha, resolution, knobs, num_classes, weights
             click.echo(f"warning: {record['file']} keeps float operators: "
                        f"{', '.join(record['float_ops'][:8])}",
                        err=True)
+        integer = record.get("integer")
+        if record["quant"] == "int8" and integer and not integer["full_integer"]:
+            click.echo(f"note: {record['file']}: {describe_integer(integer)}", err=True)
     calibration = results[0]["calibration"]
     click.echo(f"\nwritten to {out_dir}/ (a .json sidecar beside each model); "
                f"calibration: {calibration['source'] if calibration else 'none'}")
@@ -187,4 +191,5 @@ def inspect(model: Path, as_json: bool) -> None:
     deleg = info["delegation"]
     outside = ", ".join(f"{k} x{v}" for k, v in deleg["ops_outside_delegate"].items()) or "none"
     click.echo(f"\nXNNPACK: {deleg['partitions']} partition(s); operators left outside: {outside}")
+    click.echo(describe_integer(info["integer"]))
     click.echo(f"tensor types: {info['tensor_types']}")
