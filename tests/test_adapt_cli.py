@@ -330,12 +330,12 @@ def test_ray_chooses_the_same_model_as_a_serial_run(shapes, tmp_path):
     pytest.importorskip("ray", reason="Ray is the 'ray' extra (pip install 'mnbench[ray]')")
     from mnbench.adapt.parallel import RayPool
 
-    adapt_in_process(shapes, tmp_path / "serial", MacsTarget(), max_iterations=2, max_proposals=2,
+    adapt_in_process(shapes, tmp_path / "serial", MacsTarget(), max_iterations=1, max_proposals=2,
                      short_steps=2)
     pool = RayPool("auto", 2)
     try:
         assert pool.workers == 2
-        adapt_in_process(shapes, tmp_path / "ray", MacsTarget(), max_iterations=2, max_proposals=2,
+        adapt_in_process(shapes, tmp_path / "ray", MacsTarget(), max_iterations=1, max_proposals=2,
                          short_steps=2, pool=pool)
     finally:
         pool.close()

@@ -44,13 +44,13 @@ STATE = "adapt_state"          # the key of the run's state in the sidecar's "tr
 @dataclass(frozen=True)
 class AdaptOptions:
     step: float | None = None          # latency saved per iteration as a fraction of the start; None: derived
-    iterations: int = 4                # ... so that this many iterations reach the budget (step None)
-    short_steps: int = 20              # fine-tuning steps per proposal
+    iterations: int = 2                # ... so that this many iterations reach the budget (step None)
+    short_steps: int = 10              # fine-tuning steps per proposal
     long_epochs: int = 10              # epochs of the final fine-tune (and of a start without weights)
     batch_size: int = 32
     learning_rate: float = 5e-4        # short-term fine-tuning (Adam)
     max_iterations: int = 200
-    max_proposals: int = 4             # 0: fine-tune every proposal; K: the K best by norm removed per ms
+    max_proposals: int = 3             # 0: fine-tune every proposal; K: the K best by norm removed per ms
     floor: float = 0.25                # no width below this fraction of its starting width (and 8)
     confirm_secs: float = 60.0         # interleaved confirmation of the budget; 0: none (a single timing)
     confirm_steps: int = 2             # extra steps at most when the confirmation's interval reaches over
@@ -288,7 +288,10 @@ class _Run:
                  "objective": objective(result["top1"] - self.current_top1, estimate - current_ms)}
                 for (proposal, estimate), result in zip(found, results)]
         chosen = best(rows)
-        measured = self.device.whole_ms({"chosen": chosen["proposal"].config})["chosen"]
+        # timed with the start in the same interleaved rounds: the machine's speed drifts (2-4 % between
+        # rounds on a shared machine, more under changing load), their ratio much less
+        timed = self.device.whole_ms({"start": self.start, "chosen": chosen["proposal"].config})
+        measured = self.budget.start_ms * timed["chosen"] / timed["start"]
         latency_s = (searched - began) + (time.perf_counter() - tuned)
         for row in rows:
             proposal, is_chosen = row["proposal"], row is chosen
@@ -377,6 +380,7 @@ class _Run:
                   "final_ms": measured["adapted"], "verdict": verdict, "stop": stop,
                   "confirmation": self.confirmation.as_dict() if self.confirmation else None,
                   "iterations": self.iteration, "final_top1": trained["batchnorm"].get("val_top1"),
+                  "long_epochs_run": trained.get("epochs_run"), "train_images": trained.get("train_images"),
                   "start_top1": self.trace.rows[0]["short_top1"], "latency_ms": measured,
                   "macs": {name: c.cost().macs for name, c in final.items()},
                   "table": {"path": str(self.table.path) if self.table.path else None,
@@ -406,7 +410,10 @@ class _Run:
         return FinetuneOptions(epochs=options.long_epochs, batch_size=options.batch_size, flip=options.flip,
                                seed=options.seed)
 
-    def _state(self) -> dict:
+    def _state(self) -> dict | None:
+        """What --resume needs (None before the start's timing set the budget)."""
+        if self.budget is None:
+            return None
         return {"iteration": self.iteration, "start_ms": self.budget.start_ms,
                 "budget_ms": self.budget.budget_ms, "step_ms": self.budget.step_ms,
                 "current_ms": self.current_ms, "current_top1": self.current_top1,
@@ -441,7 +448,7 @@ class _Run:
         """On Ctrl-C, or an error once a model has been chosen: write the last chosen model (the start model
         before any), say so; a failure to write it leaves the original error to be reported."""
         interrupted, iteration = isinstance(error, KeyboardInterrupt), self.iteration
-        if not (interrupted or iteration) or self.budget is None:
+        if not (interrupted or iteration):
             return
         what = "the starting model" if iteration == 0 else \
             f"the model chosen in iteration {iteration}, after its short fine-tune"

@@ -33,14 +33,14 @@ RESUME_WITH = ("resume", "data", "ray", "ray_workers", "benchmark_binary", "quie
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--quant", type=click.Choice(["int8", "fp32"]), default="int8", show_default=True,
               help="Precision the latency is measured at (the precision you will deploy).")
-@click.option("--iterations", type=click.IntRange(min=1), default=4, show_default=True,
+@click.option("--iterations", type=click.IntRange(min=1), default=2, show_default=True,
               help="Iterations to reach the budget: each saves (start - budget) / N (without --step).")
 @click.option("--step", type=float,
               help="Latency each iteration must save, as a fraction of the starting latency (V3 used 0.01); "
                    "replaces --iterations.")
-@click.option("--short-steps", type=click.IntRange(min=0), default=20, show_default=True,
+@click.option("--short-steps", type=click.IntRange(min=0), default=10, show_default=True,
               help="Fine-tuning steps per proposal.")
-@click.option("--max-proposals", type=click.IntRange(min=0), default=4, show_default=True,
+@click.option("--max-proposals", type=click.IntRange(min=0), default=3, show_default=True,
               help="Fine-tune only the K proposals that remove the least filter norm per millisecond saved "
                    "(0: all, as NetAdapt).")
 @click.option("--floor", type=click.FloatRange(0, 1, max_open=True), default=0.25, show_default=True,
