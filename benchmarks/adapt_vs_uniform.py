@@ -6,18 +6,25 @@ test. Model: V3-Small at ``--resolution`` px, trained from scratch. Per seed:
   1. alpha 1.0 trained ``--start-epochs`` epochs (``mnbench finetune``'s library);
   2. for each budget alpha A: the latency budget is the latency of uniform alpha A on this host, as a ratio
      to alpha 1.0 timed in the same rounds;
-     ``mnbench adapt``'s library shrinks the alpha 1.0 model to it (``--step``, ``--short-steps``), then
-     fine-tunes it ``--long-epochs``; uniform alpha A is trained from scratch for start + long epochs
-     (the same total epochs);
-  3. both are scored on the test digits in inference mode (BatchNorm statistics re-estimated), and both are
-     exported at fp32 and int8 and timed whole on this host, interleaved in the same rounds.
+     ``mnbench adapt``'s library shrinks the alpha 1.0 model to it (``--iterations`` or ``--step``,
+     ``--short-steps``, ``--max-proposals``, ``--floor``; the budget confirmed with an interval, up to
+     ``--confirm-secs``), then fine-tunes it ``--long-epochs``; uniform alpha A is trained from scratch
+     for as many optimizer steps as the adapted model's lineage had (the start's epochs, one short
+     fine-tune per iteration, the long fine-tune: equal total training);
+  3. both are scored on the test digits in inference mode (BatchNorm statistics re-estimated), exported
+     at fp32 and int8 and timed whole on this host, interleaved in the same rounds; and adapted/uniform
+     at ``--quant`` gets an interval from the latency gate's engine (both models in each fresh process,
+     the gate's sequential rule, up to ``--pair-secs``).
+Summary: per budget, adapted minus uniform test top-1 paired by seed (Student-t interval over seeds), and
+adapted/uniform latency per pair with its interval.
 Writes results/adapt_vs_uniform.{csv,md}.
-Run: python benchmarks/adapt_vs_uniform.py [--seeds 3 --alphas 0.75,0.5]
+Run: python benchmarks/adapt_vs_uniform.py [--seeds 5 --alphas 0.75,0.5 --per-class 390]
 """
 
 import argparse
 import csv
 import json
+import math
 import os
 import statistics
 import sys
@@ -36,9 +43,9 @@ from mnbench.accuracy.finetune import FinetuneOptions, finetune  # noqa: E402
 from mnbench.accuracy.metrics import wilson_interval  # noqa: E402
 from mobilenets_tf import configure  # noqa: E402
 
-FIELDS = ("seed", "alpha", "model", "epochs", "test_top1", "top1_low", "top1_high", "fp32_ms", "int8_ms",
-          "budget_ms", "adapt_search_ms", "macs", "params", "iterations", "seconds", "widths", "finished_utc",
-          "load1")
+FIELDS = ("seed", "alpha", "model", "epochs", "train_steps", "test_top1", "top1_low", "top1_high", "fp32_ms",
+          "int8_ms", "pair_ratio", "pair_low", "pair_high", "pair_processes", "budget_ms", "adapt_search_ms",
+          "confirmed", "macs", "params", "iterations", "seconds", "widths", "finished_utc", "load1")
 
 
 def write_digits(folder: Path, per_class: int) -> tuple[Path, Path]:
@@ -71,6 +78,7 @@ def test_top1(config, weights: Path, test: Path) -> float:
 def one_seed(seed: int, args, train: Path, test: Path, work: Path) -> list[dict]:
     import keras
 
+    from mnbench.adapt.confirm import confirm
     from mnbench.adapt.latency import LatencyTable, Target, timing_provenance
     from mnbench.adapt.loop import AdaptOptions, adapt
 
@@ -85,36 +93,52 @@ def one_seed(seed: int, args, train: Path, test: Path, work: Path) -> list[dict]
     table = LatencyTable(args.lut_cache or work / "lut", "host", "v3-small", args.quant, args.threads,
                          timing_provenance())
     rows = []
+    per_epoch = math.ceil(len(datasets.split(data, 0.2, seed)[0]) / 32)      # finetune's split and batch
     for alpha in args.alphas:
         uniform = configure("v3-small", alpha, args.resolution, classes)
         timed = search.whole_ms({"start": start, "uniform": uniform})     # interleaved: their ratio
         ratio = timed["uniform"] / timed["start"]
         out = work / f"adapt_s{seed}_a{alpha:g}"
-        options = AdaptOptions(step=args.step, short_steps=args.short_steps, max_proposals=args.max_proposals,
-                               long_epochs=args.long_epochs, flip=False, seed=seed)
+        options = AdaptOptions(step=args.step, iterations=args.iterations, short_steps=args.short_steps,
+                               max_proposals=args.max_proposals, floor=args.floor,
+                               confirm_secs=args.confirm_secs, long_epochs=args.long_epochs, flip=False,
+                               seed=seed)
         result = adapt(start, data, out, search, table, weights=start_weights, budget_ratio=ratio,
                        options=options, progress=False, log=lambda text: print(text, flush=True))
         budget_ms = result["budget_ms"]
         adapted = configure("v3-small", 1.0, args.resolution, classes, widths=result["config"].get("widths"))
+        # equal total training: the adapted lineage's optimizer steps, given to uniform as whole epochs
+        adapted_steps = (args.start_epochs + result["long_epochs_run"]) * per_epoch \
+            + result["iterations"] * args.short_steps
+        epochs = math.ceil(adapted_steps / per_epoch)
         uniform_weights = work / f"uniform_s{seed}_a{alpha:g}.weights.h5"
         keras.backend.clear_session()
         trained = finetune(uniform, data, uniform_weights, force=True, options=FinetuneOptions(
-            epochs=args.start_epochs + args.long_epochs, flip=False, seed=seed))
+            epochs=epochs, patience=epochs, flip=False, seed=seed))
         timed = {}
         for quant in ("fp32", "int8"):     # both models in the same interleaved rounds
             timed[quant] = Target("host", quant, args.threads, work / quant).whole_ms({"adapted": adapted,
                                                                                         "uniform": uniform})
+        pair = Target("host", args.quant, args.threads, work / "pair")
+        files = pair.files({"uniform": uniform, "adapted": adapted})
+        gate = confirm(files["uniform"], files["adapted"], 1.0, pair.pair_runner(), args.threads,
+                       args.pair_secs, seed)
+        confirmed = (result.get("confirmation") or {}).get("verdict", "")
         adapted_extra = {"iterations": result["iterations"], "adapt_search_ms": round(result["final_ms"], 4),
-                         "seconds": result["seconds"]}
+                         "seconds": result["seconds"], "train_steps": adapted_steps, "confirmed": confirmed,
+                         "epochs": args.start_epochs + result["long_epochs_run"]}
+        uniform_extra = {"seconds": trained["seconds"], "train_steps": trained["epochs_run"] * per_epoch,
+                         "epochs": trained["epochs_run"]}
         for name, config, weights, extra in (
                 ("adapted", adapted, out / "adapted.weights.h5", adapted_extra),
-                ("uniform", uniform, uniform_weights, {"seconds": trained["seconds"]})):
+                ("uniform", uniform, uniform_weights, uniform_extra)):
             top1 = test_top1(config, weights, test)
             low, high = wilson_interval(top1 * 1000, 1000)
             rows.append({"seed": seed, "alpha": alpha, "model": name,
-                         "epochs": args.start_epochs + args.long_epochs,
                          "test_top1": round(top1, 4), "top1_low": round(low, 4), "top1_high": round(high, 4),
                          "fp32_ms": round(timed["fp32"][name], 4), "int8_ms": round(timed["int8"][name], 4),
+                         "pair_ratio": round(gate.ratio, 4), "pair_low": round(gate.low, 4),
+                         "pair_high": round(gate.high, 4), "pair_processes": gate.processes,
                          "budget_ms": round(budget_ms, 4), "macs": config.cost().macs,
                          "params": config.cost().params, "widths": json.dumps(config.widths),
                          "finished_utc": time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime()),
@@ -168,6 +192,14 @@ def markdown(rows: list[dict], commands: list[str], seconds: float) -> str:
                          f"{ratio['int8']:.3f} | {statistics.mean(r['macs'] for r in group) / 1e6:.2f} |")
     lines += ["", "Adapted minus uniform, test top-1, paired by seed:", ""]
     lines += [f"- latency of alpha {alpha:g}: {paired_difference(rows, alpha)}" for alpha in alphas]
+    lines += ["", "Adapted/uniform latency per pair at the search precision, both models in each fresh "
+              "process "
+              "(the latency gate's engine and sequential rule; 95 % sequence interval):", ""]
+    for alpha in alphas:
+        pairs = [r for r in rows if r["alpha"] == alpha and r["model"] == "adapted" and r.get("pair_ratio")]
+        lines.append(f"- latency of alpha {alpha:g}: " + (", ".join(
+            f"seed {r['seed']} {float(r['pair_ratio']):.3f} ({float(r['pair_low']):.3f}-"
+            f"{float(r['pair_high']):.3f})" for r in pairs) or "not measured in these rows"))
     lines += ["", "## Every run (top1_low/high: Wilson 95 % interval over the 1,000 test digits)", "",
               "| " + " | ".join(FIELDS) + " |", "|" + "---|" * len(FIELDS)]
     lines += ["| " + " | ".join(str(row.get(field, "")) for field in FIELDS) + " |" for row in rows]
@@ -186,9 +218,14 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=100)
     parser.add_argument("--start-epochs", type=int, default=6)
     parser.add_argument("--long-epochs", type=int, default=4)
-    parser.add_argument("--step", type=float, default=0.05)
+    parser.add_argument("--step", type=float, help="fixed step (fraction of the start); default: derived")
+    parser.add_argument("--iterations", type=int, default=2, help="iterations of the derived step")
     parser.add_argument("--short-steps", type=int, default=10)
-    parser.add_argument("--max-proposals", type=int, default=0, help="0: fine-tune every proposal")
+    parser.add_argument("--max-proposals", type=int, default=3, help="0: fine-tune every proposal")
+    parser.add_argument("--floor", type=float, default=0.25, help="adapt's width floor (0: down to 8)")
+    parser.add_argument("--confirm-secs", type=float, default=60.0, help="adapt's budget confirmation")
+    parser.add_argument("--pair-secs", type=float, default=60.0,
+                        help="interleaved adapted/uniform latency per pair, at most this long")
     parser.add_argument("--quant", default="fp32", help="precision adapt searches at")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--lut-cache", type=Path, help="latency tables to reuse (default: a fresh one)")

@@ -177,3 +177,83 @@ def test_carry_refuses_to_grow():
     wider = with_width(CONFIG, "block05.expand", CONFIG.plan().widths()["block05.expand"] + 8)
     with pytest.raises(AdaptError, match="grow"):
         carry_weights(_model(CONFIG), _model(wider), wider)
+
+
+# ---- issue 24: the derived step, the floor, the confirmation, the per-proposal seed ---------------------
+
+def test_the_step_is_derived_from_the_budget_and_the_iterations_left_follow():
+    budget = Budget.make(10.0, budget_ratio=0.8, iterations=4)
+    assert budget.step_ms == pytest.approx(0.5) and budget.ratio == pytest.approx(0.8)
+    assert [budget.left(ms) for ms in (10.0, 9.5, 9.2, 8.0, 7.9)] == [4, 3, 3, 0, 0]
+    assert Budget.make(10.0, budget_ratio=0.8, step=0.01).step_ms == pytest.approx(0.1)   # the old schedule
+    with pytest.raises(AdaptError, match="--iterations"):
+        Budget.make(10.0, budget_ratio=0.8, iterations=0)
+
+
+def test_no_width_goes_below_its_floor():
+    from mnbench.adapt.proposals import floors
+
+    assert floors({"stage03.out": 24, "stage04.out": 40, "block10.expand": 576}, 0.25) == \
+        {"stage03.out": 8, "stage04.out": 16, "block10.expand": 144}
+    assert floors({"stage04.out": 40}, 0.0) == {"stage04.out": 8}
+    assert narrower(40, 3, floor=16) == 16 and narrower(40, 4, floor=16) is None
+    assert narrower(40, 4) == 8                               # without a floor: one granule
+
+
+def test_search_keeps_every_width_at_or_above_its_floor(tmp_path):
+    from mnbench.adapt.loop import search
+    from mnbench.adapt.proposals import floors
+
+    from .test_adapt_cli import MacsTarget
+
+    table = LatencyTable(None, "macs", "v3-small", "fp32", 1, {})
+    target, widths = MacsTarget(), CONFIG.plan().widths()
+    start_ms = CONFIG.cost().macs / 1e6
+    floor = floors(widths, 0.5)
+    found = search(CONFIG, start_ms, 0.5 * start_ms, table, target, floor)   # a step no width can meet
+    assert found and all(proposal.width >= floor[proposal.key] for proposal, _ in found)
+    assert any(proposal.width == floor[proposal.key] for proposal, _ in found)
+    unfloored = search(CONFIG, start_ms, 0.5 * start_ms, table, target)
+    assert any(proposal.width < floor[proposal.key] for proposal, _ in unfloored)
+
+
+def _runner(ratios):
+    """A pair runner whose process ``i`` gives B/A = ``ratios[i]`` in every pair (both orders)."""
+    from device_bench.interleave import PairMeasurement
+
+    stream = iter(ratios)
+
+    def run(a, b, threads, seed):
+        ratio = next(stream)
+        return PairMeasurement((100.0,) * 4, (100.0 * ratio,) * 4, (True, False, True, False))
+
+    return run
+
+
+@pytest.mark.parametrize("ratios, verdict", [
+    ([0.70, 0.72, 0.71, 0.69, 0.70] * 5, "under"),      # clearly below a 0.8 budget
+    ([0.90, 0.92, 0.91, 0.89, 0.90] * 5, "over"),
+    ([0.76, 0.84] * 40, "undecided"),                   # straddles 0.8 until the time is up
+])
+def test_the_confirmation_judges_the_interval_against_the_budget(ratios, verdict):
+    from mnbench.adapt.confirm import confirm
+
+    clock = iter(range(1000))
+    result = confirm("a.tflite", "b.tflite", 0.8, _runner(ratios), max_secs=30, clock=lambda: next(clock))
+    assert result.verdict == verdict and result.met == (verdict == "under")
+    assert result.low <= result.ratio <= result.high
+    if verdict == "under":
+        assert result.high <= 0.8 and result.processes == 5          # decided at the first look
+    elif verdict == "over":
+        assert result.low > 0.8
+    else:
+        assert result.low < 0.8 < result.high and result.processes < len(ratios)
+
+
+def test_a_proposals_seed_depends_on_the_run_the_iteration_and_the_proposal_only():
+    from mnbench.adapt.parallel import proposal_seed
+
+    seed = proposal_seed(0, 3, "stage04.out")
+    assert seed == proposal_seed(0, 3, "stage04.out")
+    assert len({seed, proposal_seed(1, 3, "stage04.out"), proposal_seed(0, 4, "stage04.out"),
+                proposal_seed(0, 3, "stage05.out")}) == 4

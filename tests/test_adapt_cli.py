@@ -49,11 +49,16 @@ def test_adapt_meets_a_host_budget_and_its_output_exports(shapes, tmp_path, adb_
                                "--data", str(shapes), "--budget-ratio", "0.85", "--quant", "fp32",
                                "--step", "0.2",
                                "--short-steps", "1", "--max-proposals", "2", "--long-epochs", "1",
-                               "--batch-size", "16", "--lut-cache", str(tmp_path / "lut"), "--out", str(out),
-                               "--quiet")
+                               "--batch-size", "16", "--confirm-secs", "5", "--lut-cache",
+                               str(tmp_path / "lut"), "--out", str(out), "--quiet")
     assert code == 0, stderr
     result = json.loads((out / "adapt.json").read_text())
-    assert ("within the budget" in result["verdict"]) == (result["final_ms"] <= result["budget_ms"])
+    confirmation = result["confirmation"]      # adapted against start, interleaved, against the budget
+    assert confirmation["processes"] >= 3
+    assert confirmation["low"] <= confirmation["ratio"] <= confirmation["high"]
+    confirmed = confirmation["verdict"] == "under"
+    assert result["verdict"].startswith("within the budget, confirmed") == confirmed
+    assert (confirmation["verdict"] == "under") == (confirmation["high"] <= confirmation["budget_ratio"])
     assert stdout.startswith(result["verdict"])
     for name in ("adapted.weights.h5", "adapted.weights.json", "trace.csv", "report.md", "adapt.png"):
         assert (out / name).is_file(), name
@@ -62,7 +67,9 @@ def test_adapt_meets_a_host_budget_and_its_output_exports(shapes, tmp_path, adb_
         rows = list(csv.DictReader(file))
     chosen = [row for row in rows[1:] if row["chosen"] == "1"]
     assert len(chosen) == result["iterations"] >= 1
-    assert all(row["latency_measured_ms"] for row in chosen)
+    assert all(row["latency_measured_ms"] and float(row["latency_s"]) > 0 and float(row["iteration_s"]) > 0
+               for row in chosen)
+    assert all(float(row["finetune_s"]) > 0 for row in rows[1:])
     for iteration in {row["iteration"] for row in rows[1:]}:    # all proposals meet the target, or none can
         meets = {float(row["latency_estimated_ms"]) <= float(row["latency_target_ms"]) + 1e-9
                  for row in rows[1:] if row["iteration"] == iteration}
@@ -134,12 +141,15 @@ def test_ctrl_c_keeps_the_model_chosen_so_far_and_the_trace(shapes, tmp_path):
 
 class MacsTarget:
     """A stand-in target whose latency is the model's multiply-adds (1 ms per million); from its
-    ``fail_at``-th whole-model timing on, the connection is lost, as with a phone unplugged mid-search."""
+    ``fail_at``-th whole-model timing on, ``failure`` is raised (the connection lost, as with a phone
+    unplugged mid-search, or a Ctrl-C). Its pair runner (the confirmation's) reports B/A as the Mult-Adds
+    ratio times ``bias`` (a target slower on the adapted model than its table says), +-0.5 % between
+    processes."""
 
     name, quant, threads = "macs", "fp32", 1
 
-    def __init__(self, fail_at: int | None = None):
-        self.whole_timings, self.fail_at = 0, fail_at
+    def __init__(self, fail_at: int | None = None, failure=None, bias: float = 1.0):
+        self.whole_timings, self.fail_at, self.failure, self.bias = 0, fail_at, failure, bias
 
     def blocks_us(self, config):
         rows = config.cost().rows
@@ -152,11 +162,33 @@ class MacsTarget:
 
         self.whole_timings += 1
         if self.fail_at is not None and self.whole_timings >= self.fail_at:
-            raise ConnectionLost("connection lost: the phone went away")
+            raise (self.failure or ConnectionLost("connection lost: the phone went away"))
         return {name: config.cost().macs / 1e6 for name, config in configs.items()}
 
+    def files(self, configs):
+        import tempfile
 
-def adapt_in_process(shapes, out: Path, target: MacsTarget, max_iterations: int) -> list[str]:
+        folder = Path(tempfile.mkdtemp(prefix="macs-"))
+        for name, config in configs.items():
+            (folder / f"{name}.json").write_text(json.dumps(config.as_dict()))
+        return {name: folder / f"{name}.json" for name in configs}
+
+    def pair_runner(self):
+        from device_bench.interleave import PairMeasurement
+        from mobilenets_tf.config import ModelConfig
+
+        processes = iter(range(10 ** 6))
+
+        def run(a, b, threads, seed):
+            macs = [ModelConfig.from_dict(json.loads(Path(path).read_text())).cost().macs for path in (a, b)]
+            jitter = 1.005 if next(processes) % 2 else 0.995
+            return PairMeasurement((macs[0],) * 2, (macs[1] * self.bias * jitter,) * 2, (True, False))
+
+        return run
+
+
+def adapt_in_process(shapes, out: Path, target: MacsTarget, max_iterations: int, pool=None, resume=None,
+                     budget_ratio: float = 0.3, **options) -> list[str]:
     """``mnbench.adapt.loop.adapt`` of V3-Small 0.35 at 32 px into ``out``; what it logged, in ``logged``
     of the exception it raised (as ``error.logged``) or returned."""
     from mnbench.accuracy import datasets
@@ -166,17 +198,23 @@ def adapt_in_process(shapes, out: Path, target: MacsTarget, max_iterations: int)
 
     images = datasets.load(shapes)
     config = configure("v3-small", 0.35, 32, len(images.class_names))
-    options = AdaptOptions(step=0.05, short_steps=1, max_proposals=1, max_iterations=max_iterations,
-                           long_epochs=1, batch_size=16)
+    options = AdaptOptions(**{"step": 0.05, "short_steps": 1, "max_proposals": 1, "long_epochs": 1,
+                              "max_iterations": max_iterations, "batch_size": 16, "confirm_secs": 0,
+                              **options})
     table = LatencyTable(out.parent / "lut", target.name, "v3-small", "fp32", 1, {})
     logged: list[str] = []
     try:
-        adapt(config, images, out, target, table, budget_ratio=0.3, options=options, progress=False,
-              log=logged.append)
+        adapt(config, images, out, target, table, budget_ratio=budget_ratio, options=options, progress=False,
+              log=logged.append, pool=pool, resume=resume)
     except BaseException as error:
         error.logged = logged
         raise
     return logged
+
+
+def chosen_rows(out: Path) -> list[dict]:
+    with open(out / "trace.csv", newline="") as file:
+        return [row for row in csv.DictReader(file) if row["iteration"] != "0" and row["chosen"] == "1"]
 
 
 def kept(out: Path) -> tuple[str, list, list[dict]]:
@@ -187,8 +225,7 @@ def kept(out: Path) -> tuple[str, list, list[dict]]:
                                                             "trace.csv"]
     code, stdout, _ = run("info", "--weights", str(out / "adapted.weights.h5"), "--json")
     assert code == 0
-    with open(out / "trace.csv", newline="") as file:
-        chosen = [row for row in csv.DictReader(file) if row["iteration"] != "0" and row["chosen"] == "1"]
+    chosen = chosen_rows(out)
     note = json.loads((out / "adapted.weights.json").read_text())["training"]["adapt"]
     return note, json.loads(stdout)["widths_set"], chosen
 
@@ -232,3 +269,81 @@ def test_a_target_lost_mid_search_keeps_the_model_chosen_so_far(shapes, tmp_path
                                               "model of iteration 1")
     assert [row["iteration"] for row in chosen] == ["1"]   # iteration 2 failed measuring its choice
     assert widths == json.loads(chosen[0]["widths"]) != {}
+
+
+# ---- issue 24: --resume, the confirmation's extra step, Ray ---------------------------------------------
+
+@pytest.mark.parametrize("extra, message", [
+    (["--budget-ratio", "0.5"], "--resume continues with the options of the run it resumes"),
+    ([], "no interrupted adapt run there"),
+])
+def test_resume_refuses_new_options_and_a_folder_without_a_run(tmp_path, extra, message):
+    code, _, stderr = run("adapt", "--resume", str(tmp_path), *extra)
+    assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_a_resumed_run_chooses_what_an_uninterrupted_one_does(shapes, tmp_path):
+    """Interrupted (Ctrl-C) while measuring iteration 2's choice, then resumed: the same models are chosen,
+    in the same order, as by a run never interrupted (every proposal's fine-tune has its own seed)."""
+    from mnbench.adapt.loop import resume_state
+
+    whole = tmp_path / "whole"
+    adapt_in_process(shapes, whole, MacsTarget(), max_iterations=2)
+    cut = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):        # timings: 1 the start, 2 iteration 1, 3 iteration 2
+        adapt_in_process(shapes, cut, MacsTarget(fail_at=3, failure=KeyboardInterrupt()), max_iterations=2)
+    assert [row["iteration"] for row in chosen_rows(cut)] == ["1"]
+    state = resume_state(cut)
+    assert state["state"]["iteration"] == 1
+    logged = adapt_in_process(shapes, cut, MacsTarget(), max_iterations=2, resume=state)
+    assert logged[0].startswith("resuming after iteration 1")
+    assert [(row["iteration"], row["widths"], row["short_top1"]) for row in chosen_rows(cut)] == \
+        [(row["iteration"], row["widths"], row["short_top1"]) for row in chosen_rows(whole)]
+    assert json.loads((cut / "adapt.json").read_text())["config"] == \
+        json.loads((whole / "adapt.json").read_text())["config"]
+    with pytest.raises(Exception, match="that run finished"):
+        resume_state(cut)
+
+
+@pytest.mark.slow
+def test_an_interval_over_the_budget_takes_another_step(shapes, tmp_path):
+    """The target runs the adapted model 8 % slower than the table says: the search meets the budget by its
+    own timings, the confirmation's interval lies over it, adapt steps below the budget until it is under."""
+    out = tmp_path / "adapted"
+    logged = adapt_in_process(shapes, out, MacsTarget(bias=1.08), max_iterations=10, budget_ratio=0.8,
+                              step=None, iterations=2, confirm_secs=30, confirm_steps=3)
+    result = json.loads((out / "adapt.json").read_text())
+    assert result["confirmation"]["verdict"] == "under", logged
+    assert result["confirmation"]["high"] <= 0.8
+    assert result["verdict"].startswith("within the budget, confirmed")
+    over = [line for line in logged if line.startswith("confirmation:") and line.endswith("over")]
+    assert over and any(line.startswith("another step") for line in logged)
+    budget = result["budget_ms"]
+    assert any(float(row["latency_target_ms"]) < budget for row in chosen_rows(out))   # past the budget
+
+
+@pytest.mark.slow
+def test_ray_chooses_the_same_model_as_a_serial_run(shapes, tmp_path):
+    """--ray auto on a local Ray of 2 CPUs: the proposals are tuned in Ray workers, and every proposal's
+    figures and the chosen models are those of the serial run with the same seed."""
+    pytest.importorskip("ray", reason="Ray is the 'ray' extra (pip install 'mnbench[ray]')")
+    from mnbench.adapt.parallel import RayPool
+
+    adapt_in_process(shapes, tmp_path / "serial", MacsTarget(), max_iterations=1, max_proposals=2,
+                     short_steps=2)
+    pool = RayPool("auto", 2)
+    try:
+        assert pool.workers == 2
+        adapt_in_process(shapes, tmp_path / "ray", MacsTarget(), max_iterations=1, max_proposals=2,
+                         short_steps=2, pool=pool)
+    finally:
+        pool.close()
+
+    def figures(out):
+        with open(out / "trace.csv", newline="") as file:
+            return [(row["iteration"], row["proposal"], row["short_top1"], row["chosen"])
+                    for row in csv.DictReader(file)]
+
+    assert figures(tmp_path / "ray") == figures(tmp_path / "serial")
+    assert json.loads((tmp_path / "ray" / "adapt.json").read_text())["workers"] == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .errors import AdaptError
@@ -17,11 +18,13 @@ class Budget:
 
     @classmethod
     def make(cls, start_ms: float, budget_ms: float | None = None, budget_ratio: float | None = None,
-             step: float = 0.01) -> Budget:
-        """``budget_ms`` or ``budget_ratio`` (of ``start_ms``), exactly one; ``step`` a fraction of the start.
+             step: float | None = None, iterations: int = 4) -> Budget:
+        """``budget_ms`` or ``budget_ratio`` (of ``start_ms``), exactly one; ``step`` a fraction of the start,
+        or None for the step that reaches the budget in ``iterations`` iterations.
 
         Raises:
-            AdaptError: neither or both budgets, a budget not below the start, a step outside (0, 0.5].
+            AdaptError: neither or both budgets, a budget not below the start, a step outside (0, 0.5],
+                fewer than one iteration.
         """
         if (budget_ms is None) == (budget_ratio is None):
             raise AdaptError("give one of --budget-ms and --budget-ratio")
@@ -34,13 +37,25 @@ class Budget:
         if budget_ms >= start_ms:
             raise AdaptError(f"the starting model already meets the budget: {start_ms:.3f} ms measured, "
                              f"budget {budget_ms:.3f} ms")
+        if step is None:
+            if iterations < 1:
+                raise AdaptError(f"--iterations must be at least 1, got {iterations}")
+            return cls(start_ms, budget_ms, (start_ms - budget_ms) / iterations)
         if not 0 < step <= 0.5:
             raise AdaptError(f"--step must be in (0, 0.5] (a fraction of the starting latency), got {step:g}")
         return cls(start_ms, budget_ms, step * start_ms)
 
+    @property
+    def ratio(self) -> float:
+        return self.budget_ms / self.start_ms
+
     def target(self, current_ms: float) -> float:
         """The next iteration's latency target: one step below ``current_ms``, never below the budget."""
         return max(self.budget_ms, current_ms - self.step_ms)
+
+    def left(self, current_ms: float) -> int:
+        """Iterations still expected from ``current_ms`` (each saves one step, the last what is left)."""
+        return max(0, math.ceil((current_ms - self.budget_ms) / self.step_ms - 1e-9))
 
     def met(self, measured_ms: float) -> bool:
         return measured_ms <= self.budget_ms

@@ -104,6 +104,7 @@ class Target:
         from export import mixed
 
         self.name, self.quant, self.threads, self.work = target, quant, threads, Path(work)
+        self.benchmark_binary, self.exported = benchmark_binary, {}
         self.timer = mixed.HostTimer(threads) if target == "host" else \
             mixed.PhoneTimer(target, threads, benchmark_binary)
 
@@ -113,9 +114,34 @@ class Target:
         from export.pipeline import ExportRequest, export_many
         from export.quantization import Quant
 
-        request = ExportRequest(config, Quant(self.quant), verify=False, calib_samples=8)
-        record = export_many([request], self.work / "models")[0]
-        return (self.work / "models" / record["file"]).read_bytes()
+        key = json.dumps(config.as_dict(), sort_keys=True)
+        if key not in self.exported:            # the start is timed again and again
+            request = ExportRequest(config, Quant(self.quant), verify=False, calib_samples=8)
+            record = export_many([request], self.work / "models")[0]
+            self.exported[key] = (self.work / "models" / record["file"]).read_bytes()
+        return self.exported[key]
+
+    def files(self, configs: dict[str, ModelConfig]) -> dict[str, Path]:
+        """Each configuration exported at the run's precision into ``work/timed/<name>.tflite``."""
+        folder = self.work / "timed"
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = {}
+        for name, config in configs.items():
+            paths[name] = folder / f"{name}.tflite"
+            paths[name].write_bytes(self.model(config))
+        return paths
+
+    def pair_runner(self):
+        """The latency gate's runner of two models interleaved (``device_bench.interleave``): a fresh LiteRT
+        process on the host, benchmark_model back to back on a phone (its per-phone lock held per run)."""
+        from device_bench import interleave
+
+        if self.name == "host":
+            return interleave.host_pair_runner()
+        from device_bench.android_run import BenchSettings
+
+        return interleave.phone_pair_runner(self.name, "xnnpack", BenchSettings(), self.benchmark_binary,
+                                            self.work / "confirm-runs")
 
     def blocks_us(self, config: ModelConfig) -> dict[str, float]:
         return self.timer.block_us(self.model(config), self.quant)

@@ -24,10 +24,18 @@ class Proposal:
     config: ModelConfig         # the whole model with it
 
 
-def narrower(width: int, steps: int) -> int | None:
-    """``width`` less ``steps`` granules, on the granule grid; None when that leaves less than one granule."""
+def narrower(width: int, steps: int, floor: int = GRANULE) -> int | None:
+    """``width`` less ``steps`` granules, on the granule grid; None when that goes below ``floor`` (at least
+    one granule)."""
     proposed = (math.ceil(width / GRANULE) - steps) * GRANULE
-    return proposed if GRANULE <= proposed < width else None
+    return proposed if max(GRANULE, floor) <= proposed < width else None
+
+
+def floors(widths: dict[str, int], fraction: float) -> dict[str, int]:
+    """The narrowest each width may become: ``fraction`` of ``widths`` (the starting model's) rounded up to
+    the grid, and at least one granule. ``fraction`` 0 leaves only the granule."""
+    return {key: max(GRANULE, math.ceil(fraction * width / GRANULE) * GRANULE)
+            for key, width in widths.items()}
 
 
 def with_width(config: ModelConfig, key: str, width: int) -> ModelConfig:

@@ -48,19 +48,33 @@ def write(out: Path, result: dict) -> Path:
              "", f"**{result['verdict']}** (stopped: {result['stop']}).", "",
              f"Start {result['start_ms']:.3f} ms (measured whole), step {result['step_ms']:.3f} ms, "
              f"{result['iterations']} iteration(s), {len(rows) - 1} proposals fine-tuned, "
-             f"{result['seconds'] / 60:.1f} min. Latency table: {result['table']['shapes']} layer shapes "
+             f"{result['seconds'] / 60:.1f} min ({result.get('workers', 1)} fine-tuning worker(s)). "
+             f"Latency table: {result['table']['shapes']} layer shapes "
              f"({result['table']['cached_at_start']} cached at the start).", "",
              "![accuracy against latency](adapt.png)", "",
              "## Measured whole, interleaved, at the end", "", "| model | latency ms | Mult-Adds M |",
              "|---|---|---|"]
     lines += [f"| {name} | {ms:.3f} | {result['macs'][name] / 1e6:.1f} |"
               for name, ms in result["latency_ms"].items()]
+    confirmation = result.get("confirmation")
+    if confirmation:
+        lines += ["", "Budget confirmed against the start, interleaved (the latency gate's sequential rule): "
+                  f"adapted/start {confirmation['ratio']:.3f}, 95 % interval {confirmation['low']:.3f}-"
+                  f"{confirmation['high']:.3f} against the budget {confirmation['budget_ratio']:.3f} "
+                  f"({confirmation['processes']} processes, {confirmation['seconds']:.0f} s): "
+                  f"**{confirmation['verdict']}**."]
+    else:
+        lines += ["", "The budget was judged on a single timing (--confirm-secs 0)."]
     lines += ["", f"Validation top-1 after the long fine-tune: {result['final_top1']:.3f} (start, before "
               f"adapting: {float(result['start_top1']):.3f}).", "", "## Chosen proposals", "",
-              "| iteration | proposal | estimated ms | measured ms | short-term top-1 |",
-              "|---|---|---|---|---|"]
-    lines += [f"| {row['iteration']} | {row['proposal']} | {row['latency_estimated_ms']} | "
-              f"{row['latency_measured_ms']} | {row['short_top1']} |" for row in chosen]
+              "| iteration | proposal | estimated ms | measured ms | short-term top-1 | latency s | "
+              "fine-tuning s (sum) | iteration s |", "|---|---|---|---|---|---|---|---|"]
+    for row in chosen:
+        tuned = sum(float(other.get("finetune_s") or 0) for other in rows
+                    if other["iteration"] == row["iteration"])
+        lines.append(f"| {row['iteration']} | {row['proposal']} | {row['latency_estimated_ms']} | "
+                     f"{row['latency_measured_ms']} | {row['short_top1']} | {row.get('latency_s', '')} | "
+                     f"{tuned:.1f} | {row.get('iteration_s', '')} |")
     lines += ["", "Widths set (the rest as alpha gives them): "
               f"`{result['config'].get('widths', {})}`", "", "Every proposal: `trace.csv`.", ""]
     path = out / "report.md"

@@ -14,6 +14,7 @@ from mnbench.accuracy.datasets import LabeledImages
 from mobilenets_tf.config import ModelConfig
 
 BN_IMAGES = 512
+EAGER_STEPS = 30       # short fine-tunes up to this long run eagerly (see ShortTraining.tune)
 
 
 class ShortTraining:
@@ -34,16 +35,32 @@ class ShortTraining:
         self.bn_inputs = pixels.eval_inputs(self.train_px[chosen], config)
 
     def tune(self, model, steps: int) -> None:
-        """``steps`` steps of Adam on augmented training batches (BatchNorm in training mode)."""
+        """``steps`` steps of Adam on augmented training batches (BatchNorm in training mode).
+
+        Up to ``EAGER_STEPS`` steps run eagerly: tracing a training step of a new architecture costs as much
+        as 20-110 eager steps of V3-Small at 64 px on 2 cores (measured, issue 24), and every proposal is a
+        new architecture. Longer tunes trace one ``tf.function`` step.
+        """
         if steps < 1:
             return
         import keras
+        import tensorflow as tf
 
-        model.compile(optimizer=keras.optimizers.Adam(self.rate), loss="sparse_categorical_crossentropy",
-                      jit_compile=False)
+        optimizer = keras.optimizers.Adam(self.rate)
+        loss = keras.losses.SparseCategoricalCrossentropy()
+
+        def step(images, labels):
+            with tf.GradientTape() as tape:
+                value = loss(labels, model(images, training=True))
+            gradients = tape.gradient(value, model.trainable_variables)
+            optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+
+        if steps > EAGER_STEPS:
+            step = tf.function(step)
         data = pixels.train_dataset(self.train_px, self.train_labels, self.config, self.batch_size, self.flip,
                                     self.seed).repeat()
-        model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
+        for images, labels in data.take(steps):
+            step(images, labels)
 
     def accuracy(self, model) -> float:
         """Validation top-1 in inference mode, BatchNorm statistics set from training images first."""
