@@ -257,3 +257,15 @@ def test_a_proposals_seed_depends_on_the_run_the_iteration_and_the_proposal_only
     assert seed == proposal_seed(0, 3, "stage04.out")
     assert len({seed, proposal_seed(1, 3, "stage04.out"), proposal_seed(0, 4, "stage04.out"),
                 proposal_seed(0, 3, "stage05.out")}) == 4
+
+
+def test_ray_is_not_imported_without_ray():
+    """Ray is an extra: adapt's modules import it only when ``--ray`` builds a ``RayPool``."""
+    import subprocess
+    import sys
+
+    code = ("import sys, mnbench.commands.adapt, mnbench.adapt.loop, mnbench.adapt.parallel; "
+            "print('ray' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
