@@ -41,6 +41,8 @@ PHONE_COUNTS = (1, 2, 4, 8)
 FARM_COUNTS = (1, 8)
 MODELS = 8
 FARM_SECTION = "## Farm phones (DeviceFarmer STF)"
+SETTINGS = BenchSettings(num_runs=3, min_secs=0, cooldown_max_wait_s=0, run_timeout_s=60,
+                         command_timeout_s=30)
 
 
 def private_client(work: Path) -> None:
@@ -54,6 +56,33 @@ def private_client(work: Path) -> None:
                       MNBENCH_CACHE_DIR=str(work / "cache"),
                       MNBENCH_BINARIES_URL=f"http://127.0.0.1:{free_port()}/none")
     os.environ.pop("ADB_SERVER_SOCKET", None)
+
+
+def measure_rounds(counts: tuple[int, ...], rounds: int, what: str, run_one) -> dict[int, list[dict]]:
+    """``run_one(count)`` for every count, interleaved, in the opposite order every other round."""
+    measured: dict[int, list[dict]] = {count: [] for count in counts}
+    for round_index in range(rounds):
+        for count in counts if round_index % 2 == 0 else tuple(reversed(counts)):
+            result = run_one(count)
+            measured[count].append(result)
+            print(f"round {round_index + 1}: {count} {what}, {result['runs']} runs, {result['wall_s']:.2f} s",
+                  flush=True)
+    return measured
+
+
+def scaling_rows(counts: tuple[int, ...], measured: dict[int, list[dict]]) -> list[tuple[str, float]]:
+    """Table rows (phones, runs, median wall, all rounds, runs/s, speed-up, parallel efficiency) against the
+    first count, each with its median wall time."""
+    rows, base = [], None
+    for count in counts:
+        walls = [item["wall_s"] for item in measured[count]]
+        wall_s, runs = statistics.median(walls), measured[count][0]["runs"]
+        throughput = runs / wall_s
+        base = base or throughput
+        row = (f"| {count} | {runs} | {wall_s:.2f} | {', '.join(f'{w:.2f}' for w in walls)} | "
+               f"{throughput:.2f} | {throughput / base:.2f} | {throughput / (count * base):.2f} |")
+        rows.append((row, wall_s))
+    return rows
 
 
 def one_configuration(lab, count: int, models: list[Path], settings: BenchSettings, results: Path) -> dict:
@@ -90,16 +119,8 @@ def main() -> None:
         for phone in lab.phones:
             phone.set_benchmark("ok", delay_s=args.phone_seconds)
         models = [tiny_model(work / "models" / f"model{index}.tflite") for index in range(MODELS)]
-        settings = BenchSettings(num_runs=3, min_secs=0, cooldown_max_wait_s=0, run_timeout_s=60,
-                                 command_timeout_s=30)
-        measured: dict[int, list[dict]] = {count: [] for count in PHONE_COUNTS}
-        for round_index in range(args.rounds):
-            order = PHONE_COUNTS if round_index % 2 == 0 else tuple(reversed(PHONE_COUNTS))
-            for count in order:
-                result = one_configuration(lab, count, models, settings, work / "results")
-                measured[count].append(result)
-                print(f"round {round_index + 1}: {count} phones, {result['runs']} runs, "
-                      f"{result['wall_s']:.2f} s", flush=True)
+        measured = measure_rounds(PHONE_COUNTS, args.rounds, "phones", lambda count: one_configuration(
+            lab, count, models, SETTINGS, work / "results"))
     finally:
         lab.stop()
     load_after = os.getloadavg()
@@ -122,16 +143,8 @@ def write(args, measured: dict[int, list[dict]], load_before, load_after) -> Non
              "phone does its work on its own CPU).", "",
              "| phones | runs | wall s (median of rounds) | all rounds s | runs/s | speed-up "
              "| parallel efficiency | overhead per run s |", "|---:|---:|---:|---|---:|---:|---:|---:|"]
-    base = None
-    for count in PHONE_COUNTS:
-        walls = [item["wall_s"] for item in measured[count]]
-        wall_s, runs = statistics.median(walls), measured[count][0]["runs"]
-        throughput = runs / wall_s
-        base = base or throughput
-        overhead_s = wall_s / MODELS - args.phone_seconds   # per run on each phone
-        lines.append(f"| {count} | {runs} | {wall_s:.2f} | {', '.join(f'{w:.2f}' for w in walls)} | "
-                     f"{throughput:.2f} | {throughput / base:.2f} | {throughput / (count * base):.2f} | "
-                     f"{overhead_s:.2f} |")
+    lines += [row + f" {wall_s / MODELS - args.phone_seconds:.2f} |"   # overhead per run on each phone
+              for row, wall_s in scaling_rows(PHONE_COUNTS, measured)]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")
@@ -155,16 +168,8 @@ def farm_main(args) -> None:
             phone.set_benchmark("ok", delay_s=args.phone_seconds)
             stf.add(f"FARM-{index}", phone.serial)
         models = [tiny_model(work / "models" / f"model{index}.tflite") for index in range(MODELS)]
-        settings = BenchSettings(num_runs=3, min_secs=0, cooldown_max_wait_s=0, run_timeout_s=60,
-                                 command_timeout_s=30)
-        measured: dict[int, list[dict]] = {count: [] for count in FARM_COUNTS}
-        for round_index in range(args.rounds):
-            order = FARM_COUNTS if round_index % 2 == 0 else tuple(reversed(FARM_COUNTS))
-            for count in order:
-                result = one_farm_configuration(stf, count, models, settings, work / "results")
-                measured[count].append(result)
-                print(f"round {round_index + 1}: {count} farm phones, {result['runs']} runs, "
-                      f"{result['wall_s']:.2f} s", flush=True)
+        measured = measure_rounds(FARM_COUNTS, args.rounds, "farm phones", lambda count:
+                                  one_farm_configuration(stf, count, models, SETTINGS, work / "results"))
         if stf.held() or stf.taken != stf.released:
             raise SystemExit(f"leases left: {stf.held()} ({stf.taken} taken, {stf.released} released)")
     finally:
@@ -213,14 +218,7 @@ def write_farm(args, measured: dict[int, list[dict]], load_before, load_after) -
              f"least {MODELS * args.phone_seconds:g} s for the 8 models.", "",
              "| farm phones | runs | wall s (median of rounds) | all rounds s | runs/s | speed-up "
              "| parallel efficiency |", "|---:|---:|---:|---|---:|---:|---:|"]
-    base = None
-    for count in FARM_COUNTS:
-        walls = [item["wall_s"] for item in measured[count]]
-        wall_s, runs = statistics.median(walls), measured[count][0]["runs"]
-        throughput = runs / wall_s
-        base = base or throughput
-        lines.append(f"| {count} | {runs} | {wall_s:.2f} | {', '.join(f'{w:.2f}' for w in walls)} | "
-                     f"{throughput:.2f} | {throughput / base:.2f} | {throughput / (count * base):.2f} |")
+    lines += [row for row, _ in scaling_rows(FARM_COUNTS, measured)]
     text = args.out.read_text() if args.out.exists() else ""
     text = text.split("\n" + FARM_SECTION, 1)[0].rstrip("\n") + "\n"
     args.out.write_text(text + "\n".join(lines) + "\n")
