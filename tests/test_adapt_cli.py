@@ -187,25 +187,43 @@ class MacsTarget:
         return run
 
 
-def adapt_in_process(shapes, out: Path, target: MacsTarget, max_iterations: int, pool=None, resume=None,
-                     budget_ratio: float = 0.3, **options) -> list[str]:
-    """``mnbench.adapt.loop.adapt`` of V3-Small 0.35 at 32 px into ``out``; what it logged, in ``logged``
-    of the exception it raised (as ``error.logged``) or returned."""
+def _in_process_config(shapes):
     from mnbench.accuracy import datasets
-    from mnbench.adapt.latency import LatencyTable
-    from mnbench.adapt.loop import AdaptOptions, adapt
     from mobilenets_tf import configure
 
     images = datasets.load(shapes)
-    config = configure("v3-small", 0.35, 32, len(images.class_names))
+    return images, configure("v3-small", 0.35, 32, len(images.class_names))
+
+
+@pytest.fixture(scope="module")
+def start_weights(shapes, tmp_path_factory):
+    """The in-process runs' starting model, trained once (1 epoch) for all of them: each run would otherwise
+    train the same start first (its Keras fit costs most of a run)."""
+    from mnbench.accuracy.finetune import FinetuneOptions, finetune
+
+    images, config = _in_process_config(shapes)
+    weights = tmp_path_factory.mktemp("adapt-start") / "start.weights.h5"
+    finetune(config, images, weights, options=FinetuneOptions(epochs=1, batch_size=16), force=True)
+    return weights
+
+
+def adapt_in_process(shapes, out: Path, target: MacsTarget, max_iterations: int, pool=None, resume=None,
+                     budget_ratio: float = 0.3, *, weights: Path, **options) -> list[str]:
+    """``mnbench.adapt.loop.adapt`` of V3-Small 0.35 at 32 px, starting from ``weights``, into ``out``; what
+    it logged, in ``logged`` of the exception it raised (as ``error.logged``) or returned."""
+    from mnbench.adapt.latency import LatencyTable
+    from mnbench.adapt.loop import AdaptOptions, adapt
+
+    images, config = _in_process_config(shapes)
     options = AdaptOptions(**{"step": 0.05, "short_steps": 1, "max_proposals": 1, "long_epochs": 1,
                               "max_iterations": max_iterations, "batch_size": 16, "confirm_secs": 0,
                               **options})
     table = LatencyTable(out.parent / "lut", target.name, "v3-small", "fp32", 1, {})
     logged: list[str] = []
     try:
-        adapt(config, images, out, target, table, budget_ratio=budget_ratio, options=options, progress=False,
-              log=logged.append, pool=pool, resume=resume)
+        adapt(config, images, out, target, table, weights=None if resume else weights,
+              budget_ratio=budget_ratio, options=options, progress=False, log=logged.append, pool=pool,
+              resume=resume)
     except BaseException as error:
         error.logged = logged
         raise
@@ -231,7 +249,7 @@ def kept(out: Path) -> tuple[str, list, list[dict]]:
 
 
 @pytest.mark.slow
-def test_ctrl_c_in_the_long_fine_tune_keeps_the_chosen_model(shapes, tmp_path, monkeypatch):
+def test_ctrl_c_in_the_long_fine_tune_keeps_the_chosen_model(shapes, start_weights, tmp_path, monkeypatch):
     """Ctrl-C once the search is over: the chosen model is in OUT (not only in the working folder, which
     goes), described as not long-fine-tuned; no adapt.json claims a finished run."""
     from mnbench.accuracy import finetune as finetune_module
@@ -246,7 +264,7 @@ def test_ctrl_c_in_the_long_fine_tune_keeps_the_chosen_model(shapes, tmp_path, m
     monkeypatch.setattr(finetune_module, "finetune", finetune)
     out = tmp_path / "adapted"
     with pytest.raises(KeyboardInterrupt) as raised:
-        adapt_in_process(shapes, out, MacsTarget(), max_iterations=1)
+        adapt_in_process(shapes, out, MacsTarget(), max_iterations=1, weights=start_weights)
     note, widths, chosen = kept(out)
     assert note.startswith("after 1 iterations, without the long fine-tune")
     assert raised.value.logged[-1].startswith(f"interrupted: {out / 'adapted.weights.h5'} holds the model of "
@@ -256,13 +274,13 @@ def test_ctrl_c_in_the_long_fine_tune_keeps_the_chosen_model(shapes, tmp_path, m
 
 
 @pytest.mark.slow
-def test_a_target_lost_mid_search_keeps_the_model_chosen_so_far(shapes, tmp_path):
+def test_a_target_lost_mid_search_keeps_the_model_chosen_so_far(shapes, start_weights, tmp_path):
     """The target fails in the second iteration: the error goes up, OUT holds the first iteration's model."""
     from device_bench.errors import ConnectionLost
 
     out = tmp_path / "adapted"
     with pytest.raises(ConnectionLost) as raised:     # timings: 1 the start, 2 iteration 1, 3 iteration 2
-        adapt_in_process(shapes, out, MacsTarget(fail_at=3), max_iterations=5)
+        adapt_in_process(shapes, out, MacsTarget(fail_at=3), max_iterations=5, weights=start_weights)
     note, widths, chosen = kept(out)
     assert note.startswith("stopped by an error after 1 iterations: the model chosen in iteration 1")
     assert raised.value.logged[-1].startswith(f"stopped by an error: {out / 'adapted.weights.h5'} holds the "
@@ -283,20 +301,22 @@ def test_resume_refuses_new_options_and_a_folder_without_a_run(tmp_path, extra, 
 
 
 @pytest.mark.slow
-def test_a_resumed_run_chooses_what_an_uninterrupted_one_does(shapes, tmp_path):
+def test_a_resumed_run_chooses_what_an_uninterrupted_one_does(shapes, start_weights, tmp_path):
     """Interrupted (Ctrl-C) while measuring iteration 2's choice, then resumed: the same models are chosen,
     in the same order, as by a run never interrupted (every proposal's fine-tune has its own seed)."""
     from mnbench.adapt.loop import resume_state
 
     whole = tmp_path / "whole"
-    adapt_in_process(shapes, whole, MacsTarget(), max_iterations=2)
+    adapt_in_process(shapes, whole, MacsTarget(), max_iterations=2, weights=start_weights)
     cut = tmp_path / "cut"
     with pytest.raises(KeyboardInterrupt):        # timings: 1 the start, 2 iteration 1, 3 iteration 2
-        adapt_in_process(shapes, cut, MacsTarget(fail_at=3, failure=KeyboardInterrupt()), max_iterations=2)
+        adapt_in_process(shapes, cut, MacsTarget(fail_at=3, failure=KeyboardInterrupt()), max_iterations=2,
+                         weights=start_weights)
     assert [row["iteration"] for row in chosen_rows(cut)] == ["1"]
     state = resume_state(cut)
     assert state["state"]["iteration"] == 1
-    logged = adapt_in_process(shapes, cut, MacsTarget(), max_iterations=2, resume=state)
+    logged = adapt_in_process(shapes, cut, MacsTarget(), max_iterations=2, resume=state,
+                              weights=start_weights)
     assert logged[0].startswith("resuming after iteration 1")
     assert [(row["iteration"], row["widths"], row["short_top1"]) for row in chosen_rows(cut)] == \
         [(row["iteration"], row["widths"], row["short_top1"]) for row in chosen_rows(whole)]
@@ -307,11 +327,12 @@ def test_a_resumed_run_chooses_what_an_uninterrupted_one_does(shapes, tmp_path):
 
 
 @pytest.mark.slow
-def test_an_interval_over_the_budget_takes_another_step(shapes, tmp_path):
+def test_an_interval_over_the_budget_takes_another_step(shapes, start_weights, tmp_path):
     """The target runs the adapted model 8 % slower than the table says: the search meets the budget by its
     own timings, the confirmation's interval lies over it, adapt steps below the budget until it is under."""
     out = tmp_path / "adapted"
     logged = adapt_in_process(shapes, out, MacsTarget(bias=1.08), max_iterations=10, budget_ratio=0.8,
+                              weights=start_weights,
                               step=None, iterations=2, confirm_secs=30, confirm_steps=3)
     result = json.loads((out / "adapt.json").read_text())
     assert result["confirmation"]["verdict"] == "under", logged
@@ -324,18 +345,20 @@ def test_an_interval_over_the_budget_takes_another_step(shapes, tmp_path):
 
 
 @pytest.mark.slow
-def test_ray_chooses_the_same_model_as_a_serial_run(shapes, tmp_path):
+def test_ray_chooses_the_same_model_as_a_serial_run(shapes, start_weights, tmp_path):
     """--ray auto on a local Ray of 2 CPUs: the proposals are tuned in Ray workers, and every proposal's
     figures and the chosen models are those of the serial run with the same seed."""
     pytest.importorskip("ray", reason="Ray is the 'ray' extra (pip install 'mnbench[ray]')")
     from mnbench.adapt.parallel import RayPool
 
     adapt_in_process(shapes, tmp_path / "serial", MacsTarget(), max_iterations=1, max_proposals=2,
+                     weights=start_weights,
                      short_steps=2)
     pool = RayPool("auto", 2)
     try:
         assert pool.workers == 2
         adapt_in_process(shapes, tmp_path / "ray", MacsTarget(), max_iterations=1, max_proposals=2,
+                         weights=start_weights,
                          short_steps=2, pool=pool)
     finally:
         pool.close()
