@@ -92,10 +92,14 @@ def one_configuration(lab, count: int, models: list[Path], settings: BenchSettin
     chosen = select([parse_spec(phone.serial) for phone in phones], servers)
     run = benchmark_devices(chosen, models, settings=settings, benchmark_binary=FAKE_BENCHMARK,
                             results_root=results)
-    wall_s = time.perf_counter() - started
+    return measured_run(run, count, "phones", time.perf_counter() - started)
+
+
+def measured_run(run, count: int, what: str, wall_s: float) -> dict:
+    """One configuration's figures; any failed run stops the benchmark (its figures would mean nothing)."""
     failed = [row["error"] for row in run.rows if row["status"] != "ok"]
     if failed:
-        raise SystemExit(f"{len(failed)} runs failed with {count} phones: {failed[0]}")
+        raise SystemExit(f"{len(failed)} runs failed with {count} {what}: {failed[0]}")
     return {"phones": count, "runs": len(run.rows), "wall_s": wall_s}
 
 
@@ -192,11 +196,7 @@ def one_farm_configuration(stf, count: int, models: list[Path], settings: BenchS
         chosen = select_with_farm(farm, specs, [], False, {}, binary=BinaryChoice(FAKE_BENCHMARK))
         run = benchmark_devices(chosen, models, settings=settings, benchmark_binary=FAKE_BENCHMARK,
                                 results_root=results)
-    wall_s = time.perf_counter() - started
-    failed = [row["error"] for row in run.rows if row["status"] != "ok"]
-    if failed:
-        raise SystemExit(f"{len(failed)} runs failed with {count} farm phones: {failed[0]}")
-    return {"phones": count, "runs": len(run.rows), "wall_s": wall_s}
+    return measured_run(run, count, "farm phones", time.perf_counter() - started)
 
 
 def write_farm(args, measured: dict[int, list[dict]], load_before, load_after) -> None:
